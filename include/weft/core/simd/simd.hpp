@@ -1,0 +1,84 @@
+// weft/core/simd/simd.hpp - the one bridge between weft and xsimd.
+//
+// Kernels include this file, never <xsimd/xsimd.hpp> directly. A kernel is written twice:
+// a plain scalar loop (always compiled, the reference) and a vector body over
+// weft::simd::batch<T> (compiled when WEFT_USE_XSIMD). The map* drivers below run the vector
+// body over full batches and the scalar body over the tail. weft::simd::active<T> says which
+// path a kernel dispatches to: the vector one only for float/double, when xsimd is available
+// and WEFT_DONT_VECTORIZE is not defined. The instruction set is whatever the translation unit
+// is compiled for (SSE2 on plain x86-64; -march=native in weft's own tests and benchmarks).
+#pragma once
+
+#include <type_traits>
+
+#include "weft/config.hpp"
+#include "weft/core/shape.hpp"
+
+#if WEFT_USE_XSIMD
+#include "weft/core/detail/intrinsics.hpp"  // before xsimd: GCC 12 AVX-512 false warnings
+#include <xsimd/xsimd.hpp>
+#endif
+
+namespace weft::simd {
+
+/// True when T has a vector path at all (xsimd available, T real floating point).
+template <class T>
+inline constexpr bool available =
+    WEFT_USE_XSIMD && (std::is_same_v<T, float> || std::is_same_v<T, double>);
+
+/// True when kernels on T dispatch to the vector path.
+template <class T>
+inline constexpr bool active = available<T> && WEFT_VECTORIZE;
+
+#if WEFT_USE_XSIMD
+template <class T>
+using batch = xsimd::batch<T>;
+template <class T>
+inline constexpr index_t width = index_t(xsimd::batch<T>::size);
+
+template <class T>
+inline batch<T> load(const T* p) { return batch<T>::load_unaligned(p); }
+template <class T>
+inline void store(T* p, const batch<T>& b) { b.store_unaligned(p); }
+
+/// out[i] = fv(in[i]) over full batches, fs(in[i]) over the tail.
+template <class T, class FV, class FS>
+inline void map(const T* in, T* out, index_t n, FV&& fv, FS&& fs) {
+  constexpr index_t W = width<T>;
+  // `i < full`, not `i + W <= n`: with the latter GCC 12 falsely warns that the tail loop
+  // overflows when n is a compile-time constant (-Waggressive-loop-optimizations)
+  const index_t full = n - n % W;
+  index_t i = 0;
+  for (; i < full; i += W) store(out + i, fv(load(in + i)));
+  for (; i < n; ++i) out[i] = fs(in[i]);
+}
+/// out[i] = f(a[i], b[i]).
+template <class T, class FV, class FS>
+inline void map2(const T* a, const T* b, T* out, index_t n, FV&& fv, FS&& fs) {
+  constexpr index_t W = width<T>;
+  const index_t full = n - n % W;  // as in map()
+  index_t i = 0;
+  for (; i < full; i += W) store(out + i, fv(load(a + i), load(b + i)));
+  for (; i < n; ++i) out[i] = fs(a[i], b[i]);
+}
+/// out[i] = f(a[i], b[i], c[i]).
+template <class T, class FV, class FS>
+inline void map3(const T* a, const T* b, const T* c, T* out, index_t n, FV&& fv, FS&& fs) {
+  constexpr index_t W = width<T>;
+  const index_t full = n - n % W;  // as in map()
+  index_t i = 0;
+  for (; i < full; i += W) store(out + i, fv(load(a + i), load(b + i), load(c + i)));
+  for (; i < n; ++i) out[i] = fs(a[i], b[i], c[i]);
+}
+#endif
+
+/// Human-readable name of the instruction set the vector path was compiled for.
+inline const char* arch_name() {
+#if WEFT_USE_XSIMD
+  return xsimd::default_arch::name();
+#else
+  return "scalar (xsimd not available)";
+#endif
+}
+
+}  // namespace weft::simd
