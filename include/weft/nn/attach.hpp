@@ -1,0 +1,61 @@
+// weft/nn/attach.hpp - how techniques attach to a layer without copying it.
+//
+// Most techniques change how a layer sees its weight, or add a path beside it. Linear (and
+// through it every attention projection) carries:
+//   - a chain of WeightTransforms: the stored parameter W goes through t1, t2, ... before the
+//     product, each differentiable (quantisers W -> Q(W) with a custom backward, the compander
+//     v -> a atan(v / b), pruning masks W -> W * M, block-affine Bone W -> W (I + B) + B);
+//   - a list of SidePaths: each adds f(x) to the layer output (LoRA, shared-shard Bone,
+//     Compacter adapters);
+//   - forward hooks that observe the input and output values (calibration statistics).
+// Families implement these interfaces; nn never needs to know them. Compositions come for free:
+// a quantiser after a compander, a LoRA side path over a quantised base.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "weft/core/autograd/parameter.hpp"
+#include "weft/core/autograd/tape.hpp"
+
+namespace weft::nn {
+
+/// A differentiable map from the stored weight to the weight a layer uses.
+template <class T>
+class WeightTransform {
+ public:
+  virtual ~WeightTransform() = default;
+  /// Short name, used in parameter names and error messages ("statsq", "compander").
+  virtual std::string name() const = 0;
+  /// The transformed weight, recorded on w's tape (use Tape::record for custom backwards).
+  virtual Var<T> apply(const Var<T>& w) = 0;
+  /// The transform's own parameters (learnable scales, ...), with names relative to it.
+  virtual void parameters(std::vector<std::pair<std::string, Parameter<T>>>& /*out*/) {}
+  /// The transformed weight as a plain tensor, for deployment. The default runs apply() on a
+  /// scratch tape without recording gradients and copies the result.
+  virtual Tensor<T> fold(const Tensor<T>& w) {
+    Tape<T> tape;
+    no_grad ng;
+    return apply(tape.constant(w)).value().clone();
+  }
+};
+
+/// A path that adds f(x) to a layer's output, x being the layer's input.
+template <class T>
+class SidePath {
+ public:
+  virtual ~SidePath() = default;
+  virtual std::string name() const = 0;
+  /// f(x), of the layer's output shape.
+  virtual Var<T> forward(const Var<T>& x) = 0;
+  virtual void parameters(std::vector<std::pair<std::string, Parameter<T>>>& /*out*/) {}
+};
+
+/// A forward hook: sees the input and the output value of every forward call.
+template <class T>
+using ForwardHook = std::function<void(const Tensor<T>& input, const Tensor<T>& output)>;
+
+}  // namespace weft::nn

@@ -1,0 +1,156 @@
+// weft/nn/linear.hpp - Linear<T>: y = x W^T + b, with attachable weight transforms, side paths
+// and forward hooks (see attach.hpp).
+//
+// W has shape (out, in) as in PyTorch, so specs written against PyTorch read directly. The
+// default initialisation is PyTorch's nn.Linear: W ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming
+// uniform with a = sqrt(5)) and b ~ U(-1/sqrt(in), 1/sqrt(in)).
+//
+// forward(x): W' = t_k(...t_1(W)); y = x W'^T + b + sum_j side_j(x); hooks see (x, y).
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "weft/core/autograd/functions/arith.hpp"
+#include "weft/core/autograd/functions/linalg.hpp"
+#include "weft/core/rng.hpp"
+#include "weft/nn/attach.hpp"
+#include "weft/nn/module.hpp"
+
+namespace weft::nn {
+
+template <class T>
+class Linear : public Module<T> {
+ public:
+  Parameter<T> weight;  ///< (out, in)
+  Parameter<T> bias;    ///< (out), undefined when built without bias
+
+  /// An empty layer (no parameters); assign a constructed one before use.
+  Linear() = default;
+  Linear(index_t in_features, index_t out_features, Rng& rng, bool with_bias = true) {
+    WEFT_CHECK(in_features > 0 && out_features > 0, shape, "nn::Linear",
+               "expected positive in and out features, got in = ", in_features, ", out = ", out_features);
+    Tensor<T> w(Shape{out_features, in_features});
+    const double bound = 1.0 / std::sqrt(double(in_features));
+    init::uniform(w, -bound, bound, rng);
+    weight = Parameter<T>(w, "weight");
+    if (with_bias) {
+      Tensor<T> b(Shape{out_features});
+      init::uniform(b, -bound, bound, rng);
+      bias = Parameter<T>(b, "bias");
+    }
+  }
+
+  index_t in_features() const { return weight.shape()[1]; }
+  index_t out_features() const { return weight.shape()[0]; }
+  bool has_bias() const noexcept { return bias.defined(); }
+
+  Var<T> forward(const Var<T>& x) {
+    WEFT_CHECK(weight.defined(), config, "nn::Linear::forward", "expected a constructed layer, got an empty Linear");
+    WEFT_CHECK(x.rank() >= 1 && x.shape().last() == in_features(), shape, "nn::Linear::forward",
+               "expected input of shape (..., ", in_features(), "), got ", x.shape());
+    Tape<T>& t = x.tape();
+    Var<T> w = effective_weight(t);
+    Var<T> y = bias.defined() ? linear(x, w, t.param(bias)) : linear(x, w);
+    for (auto& s : side_paths_) {
+      Var<T> d = s->forward(x);
+      WEFT_CHECK(d.shape() == y.shape(), shape, "nn::Linear::forward", "expected side path '", s->name(),
+                 "' to return shape ", y.shape(), ", got ", d.shape());
+      y = y + d;
+    }
+    for (auto& h : hooks_) h.second(x.value(), y.value());
+    return y;
+  }
+  Var<T> operator()(const Var<T>& x) { return forward(x); }
+
+  /// The weight as the product sees it: the stored parameter through every transform.
+  Var<T> effective_weight(Tape<T>& t) {
+    Var<T> w = t.param(weight);
+    for (auto& tr : transforms_) {
+      Var<T> nw = tr->apply(w);
+      WEFT_CHECK(nw.shape() == w.shape(), shape, "nn::Linear", "expected weight transform '", tr->name(),
+                 "' to keep the weight shape ", w.shape(), ", got ", nw.shape());
+      w = nw;
+    }
+    return w;
+  }
+  /// The effective weight as a plain tensor (every transform folded in order).
+  Tensor<T> folded_weight() {
+    Tensor<T> w = weight.value().clone();
+    for (auto& tr : transforms_) w = tr->fold(w);
+    return w;
+  }
+  /// Bakes the transform chain into the stored weight and removes the transforms.
+  void fold() {
+    Tensor<T> w = folded_weight();
+    weight.value().copy_from(w);
+    transforms_.clear();
+  }
+
+  /// Appends a weight transform (applied after those already attached).
+  void add_transform(std::shared_ptr<WeightTransform<T>> t) {
+    WEFT_CHECK(t != nullptr, config, "nn::Linear::add_transform", "expected a transform, got nullptr");
+    transforms_.push_back(std::move(t));
+  }
+  const std::vector<std::shared_ptr<WeightTransform<T>>>& transforms() const noexcept { return transforms_; }
+  void clear_transforms() { transforms_.clear(); }
+
+  /// Adds a side path whose output is added to the layer's.
+  void add_side_path(std::shared_ptr<SidePath<T>> s) {
+    WEFT_CHECK(s != nullptr, config, "nn::Linear::add_side_path", "expected a side path, got nullptr");
+    side_paths_.push_back(std::move(s));
+  }
+  const std::vector<std::shared_ptr<SidePath<T>>>& side_paths() const noexcept { return side_paths_; }
+  /// Removes the side path `s` (compared by identity); returns whether it was attached.
+  bool remove_side_path(const SidePath<T>* s) {
+    for (std::size_t i = 0; i < side_paths_.size(); ++i)
+      if (side_paths_[i].get() == s) {
+        side_paths_.erase(side_paths_.begin() + std::ptrdiff_t(i));
+        return true;
+      }
+    return false;
+  }
+  void clear_side_paths() { side_paths_.clear(); }
+
+  /// Registers a hook called with (input, output) values after each forward; returns its id.
+  std::size_t add_forward_hook(ForwardHook<T> h) {
+    hooks_.emplace_back(++hook_counter_, std::move(h));
+    return hook_counter_;
+  }
+  bool remove_forward_hook(std::size_t id) {
+    for (std::size_t i = 0; i < hooks_.size(); ++i)
+      if (hooks_[i].first == id) {
+        hooks_.erase(hooks_.begin() + std::ptrdiff_t(i));
+        return true;
+      }
+    return false;
+  }
+
+  void visit(Members<T>& m) override {
+    m.param("weight", weight);
+    m.param("bias", bias);
+    std::vector<std::pair<std::string, Parameter<T>>> extra;
+    for (std::size_t i = 0; i < transforms_.size(); ++i) {
+      extra.clear();
+      transforms_[i]->parameters(extra);
+      for (auto& e : extra) m.param("transforms." + std::to_string(i) + "." + transforms_[i]->name() + "." + e.first, e.second);
+    }
+    for (std::size_t i = 0; i < side_paths_.size(); ++i) {
+      extra.clear();
+      side_paths_[i]->parameters(extra);
+      for (auto& e : extra) m.param("side." + std::to_string(i) + "." + side_paths_[i]->name() + "." + e.first, e.second);
+    }
+  }
+
+ private:
+  std::vector<std::shared_ptr<WeightTransform<T>>> transforms_;
+  std::vector<std::shared_ptr<SidePath<T>>> side_paths_;
+  std::vector<std::pair<std::size_t, ForwardHook<T>>> hooks_;
+  std::size_t hook_counter_ = 0;
+};
+
+}  // namespace weft::nn

@@ -1,0 +1,7 @@
+// weft/weft.hpp - everything: the core and nn layers and every technique family.
+// For users only: weft's own headers never include it. Including the family headers you need
+// (weft/core.hpp, weft/nn.hpp, weft/quant.hpp, ...) compiles faster.
+#pragma once
+
+#include "weft/core.hpp"
+#include "weft/nn.hpp"
