@@ -191,6 +191,15 @@ class NpyDictParser {
                      ", got shape ", s_.substr(start, s_.find(')', start) + 1 - start),
                      " (weft tensors have at most 4 axes)");
       dims[rank++] = index_t(v);
+      std::uint64_t n = 1;  // the element count must fit before a Shape is built
+      for (int k = 0; k < rank; ++k) {
+        const std::uint64_t d = std::uint64_t(dims[k]);
+        if (d != 0 && n > (std::uint64_t(1) << 48) / d) {
+          detail::fail(ErrorKind::io, func_, "shape ", s_.substr(start, s_.find(')', start) + 1 - start), " in ",
+                       path_, " is too large");
+        }
+        n *= d;
+      }
       if (eat(',')) continue;
       expect(')', "',' or ')' in 'shape'");
       break;
