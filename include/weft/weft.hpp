@@ -5,3 +5,6 @@
 
 #include "weft/core.hpp"
 #include "weft/nn.hpp"
+#include "weft/reparam.hpp"
+#include "weft/quantile.hpp"
+#include "weft/ordinal.hpp"
