@@ -1,13 +1,18 @@
 // weft/nn/attach.hpp - how techniques attach to a layer without copying it.
 //
 // Most techniques change how a layer sees its weight, or add a path beside it. Linear (and
-// through it every attention projection) carries:
+// through it every attention projection) carries, in the order forward() applies them:
+//   - a chain of InputTransforms: the input x goes through them before the product (activation
+//     quantisers x -> Q(x));
 //   - a chain of WeightTransforms: the stored parameter W goes through t1, t2, ... before the
 //     product, each differentiable (quantisers W -> Q(W) with a custom backward, the compander
 //     v -> a atan(v / b), pruning masks W -> W * M, block-affine Bone W -> W (I + B) + B);
-//   - a list of SidePaths: each adds f(x) to the layer output (LoRA, shared-shard Bone,
-//     Compacter adapters);
-//   - forward hooks that observe the input and output values (calibration statistics).
+//   - a list of SidePaths: each adds f(x) to the layer output, x being the layer's original
+//     input (LoRA, shared-shard Bone);
+//   - a chain of OutputAdapters: y -> g(y) on the output (bottleneck adapters placed after a
+//     projection: Houlsby-style and Compacter adapters after attention and feed-forward);
+//   - forward hooks that observe the values the product saw and produced (calibration
+//     statistics): the transformed input and the final output.
 // Families implement these interfaces; nn never needs to know them. Compositions come for free:
 // a quantiser after a compander, a LoRA side path over a quantised base.
 #pragma once
@@ -54,7 +59,28 @@ class SidePath {
   virtual void parameters(std::vector<std::pair<std::string, Parameter<T>>>& /*out*/) {}
 };
 
-/// A forward hook: sees the input and the output value of every forward call.
+/// A differentiable map of a layer's input, applied before the product (shape preserved).
+template <class T>
+class InputTransform {
+ public:
+  virtual ~InputTransform() = default;
+  virtual std::string name() const = 0;
+  virtual Var<T> apply(const Var<T>& x) = 0;
+  virtual void parameters(std::vector<std::pair<std::string, Parameter<T>>>& /*out*/) {}
+};
+
+/// A differentiable map of a layer's output, applied after the product and the side paths
+/// (shape preserved). An adapter with a residual returns y + f(y) itself.
+template <class T>
+class OutputAdapter {
+ public:
+  virtual ~OutputAdapter() = default;
+  virtual std::string name() const = 0;
+  virtual Var<T> forward(const Var<T>& y) = 0;
+  virtual void parameters(std::vector<std::pair<std::string, Parameter<T>>>& /*out*/) {}
+};
+
+/// A forward hook: sees the input the product used (after input transforms) and the output.
 template <class T>
 using ForwardHook = std::function<void(const Tensor<T>& input, const Tensor<T>& output)>;
 

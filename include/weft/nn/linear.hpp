@@ -5,7 +5,8 @@
 // default initialisation is PyTorch's nn.Linear: W ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming
 // uniform with a = sqrt(5)) and b ~ U(-1/sqrt(in), 1/sqrt(in)).
 //
-// forward(x): W' = t_k(...t_1(W)); y = x W'^T + b + sum_j side_j(x); hooks see (x, y).
+// forward(x): x' = in_m(...in_1(x)); W' = t_k(...t_1(W)); y = x' W'^T + b + sum_j side_j(x);
+// y = out_l(...out_1(y)); hooks see (x', y). Every attachment keeps the shapes it is given.
 #pragma once
 
 #include <cmath>
@@ -54,15 +55,28 @@ class Linear : public Module<T> {
     WEFT_CHECK(x.rank() >= 1 && x.shape().last() == in_features(), shape, "nn::Linear::forward",
                "expected input of shape (..., ", in_features(), "), got ", x.shape());
     Tape<T>& t = x.tape();
+    Var<T> xin = x;
+    for (auto& it : input_transforms_) {
+      Var<T> nx = it->apply(xin);
+      WEFT_CHECK(nx.shape() == xin.shape(), shape, "nn::Linear::forward", "expected input transform '", it->name(),
+                 "' to keep the shape ", xin.shape(), ", got ", nx.shape());
+      xin = nx;
+    }
     Var<T> w = effective_weight(t);
-    Var<T> y = bias.defined() ? linear(x, w, t.param(bias)) : linear(x, w);
+    Var<T> y = bias.defined() ? linear(xin, w, t.param(bias)) : linear(xin, w);
     for (auto& s : side_paths_) {
       Var<T> d = s->forward(x);
       WEFT_CHECK(d.shape() == y.shape(), shape, "nn::Linear::forward", "expected side path '", s->name(),
                  "' to return shape ", y.shape(), ", got ", d.shape());
       y = y + d;
     }
-    for (auto& h : hooks_) h.second(x.value(), y.value());
+    for (auto& a : output_adapters_) {
+      Var<T> ny = a->forward(y);
+      WEFT_CHECK(ny.shape() == y.shape(), shape, "nn::Linear::forward", "expected output adapter '", a->name(),
+                 "' to keep the shape ", y.shape(), ", got ", ny.shape());
+      y = ny;
+    }
+    for (auto& h : hooks_) h.second(xin.value(), y.value());
     return y;
   }
   Var<T> operator()(const Var<T>& x) { return forward(x); }
@@ -116,6 +130,22 @@ class Linear : public Module<T> {
   }
   void clear_side_paths() { side_paths_.clear(); }
 
+  /// Appends an input transform (applied after those already attached).
+  void add_input_transform(std::shared_ptr<InputTransform<T>> t) {
+    WEFT_CHECK(t != nullptr, config, "nn::Linear::add_input_transform", "expected a transform, got nullptr");
+    input_transforms_.push_back(std::move(t));
+  }
+  const std::vector<std::shared_ptr<InputTransform<T>>>& input_transforms() const noexcept { return input_transforms_; }
+  void clear_input_transforms() { input_transforms_.clear(); }
+
+  /// Appends an output adapter (applied after those already attached).
+  void add_output_adapter(std::shared_ptr<OutputAdapter<T>> a) {
+    WEFT_CHECK(a != nullptr, config, "nn::Linear::add_output_adapter", "expected an adapter, got nullptr");
+    output_adapters_.push_back(std::move(a));
+  }
+  const std::vector<std::shared_ptr<OutputAdapter<T>>>& output_adapters() const noexcept { return output_adapters_; }
+  void clear_output_adapters() { output_adapters_.clear(); }
+
   /// Registers a hook called with (input, output) values after each forward; returns its id.
   std::size_t add_forward_hook(ForwardHook<T> h) {
     hooks_.emplace_back(++hook_counter_, std::move(h));
@@ -144,11 +174,25 @@ class Linear : public Module<T> {
       side_paths_[i]->parameters(extra);
       for (auto& e : extra) m.param("side." + std::to_string(i) + "." + side_paths_[i]->name() + "." + e.first, e.second);
     }
+    for (std::size_t i = 0; i < input_transforms_.size(); ++i) {
+      extra.clear();
+      input_transforms_[i]->parameters(extra);
+      for (auto& e : extra)
+        m.param("inputs." + std::to_string(i) + "." + input_transforms_[i]->name() + "." + e.first, e.second);
+    }
+    for (std::size_t i = 0; i < output_adapters_.size(); ++i) {
+      extra.clear();
+      output_adapters_[i]->parameters(extra);
+      for (auto& e : extra)
+        m.param("adapters." + std::to_string(i) + "." + output_adapters_[i]->name() + "." + e.first, e.second);
+    }
   }
 
  private:
   std::vector<std::shared_ptr<WeightTransform<T>>> transforms_;
   std::vector<std::shared_ptr<SidePath<T>>> side_paths_;
+  std::vector<std::shared_ptr<InputTransform<T>>> input_transforms_;
+  std::vector<std::shared_ptr<OutputAdapter<T>>> output_adapters_;
   std::vector<std::pair<std::size_t, ForwardHook<T>>> hooks_;
   std::size_t hook_counter_ = 0;
 };
