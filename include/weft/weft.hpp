@@ -8,3 +8,4 @@
 #include "weft/reparam.hpp"
 #include "weft/quantile.hpp"
 #include "weft/ordinal.hpp"
+#include "weft/incremental.hpp"
