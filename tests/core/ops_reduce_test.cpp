@@ -92,7 +92,7 @@ Tensor<double> ref_reduce(Red r, const Tensor<double>& a, int axis, bool keepdim
   return out.reshape(Shape::from(kd, kr));
 }
 
-const Shape shapes[] = {Shape{5}, Shape{3, 4}, Shape{2, 3, 4}, Shape{2, 3, 2, 3}, Shape{1, 4}, Shape{4, 1}};
+const Shape reduce_shapes[] = {Shape{5}, Shape{3, 4}, Shape{2, 3, 4}, Shape{2, 3, 2, 3}, Shape{1, 4}, Shape{4, 1}};
 
 }  // namespace
 
@@ -118,7 +118,7 @@ TEST_CASE("core/ops/reduce: sum, mean and max over everything match a reference"
 TEST_CASE("core/ops/reduce: sum, mean and max along each axis, with and without keepdim") {
   weft::Rng rng(52);
   for (Red r : all_reds)
-    for (const Shape& s : shapes)
+    for (const Shape& s : reduce_shapes)
       for (int axis = -s.rank(); axis < s.rank(); ++axis)
         for (bool keepdim : {false, true}) {
           CAPTURE(name(r));
