@@ -9,3 +9,4 @@
 #include "weft/quantile.hpp"
 #include "weft/ordinal.hpp"
 #include "weft/incremental.hpp"
+#include "weft/phm.hpp"
