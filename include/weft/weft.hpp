@@ -10,3 +10,4 @@
 #include "weft/ordinal.hpp"
 #include "weft/incremental.hpp"
 #include "weft/phm.hpp"
+#include "weft/prune.hpp"
