@@ -11,3 +11,4 @@
 #include "weft/incremental.hpp"
 #include "weft/phm.hpp"
 #include "weft/prune.hpp"
+#include "weft/quant.hpp"

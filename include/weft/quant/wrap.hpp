@@ -1,0 +1,186 @@
+// weft/quant/wrap.hpp - putting quantisers on existing nn modules without copying them, and
+// exporting the integer codes for deployment.
+//
+// quantize_linears(model, weight_factory, filter, input_factory) walks every nn::Linear of a
+// module (an MLP, a MultiHeadAttention's four projections, a whole TinyViT), attaches the
+// factory's weight quantiser (appended to the layer's transform chain) and optionally an input
+// quantiser, and returns the list. statsq_factory / lsq_factory build the usual factories.
+//
+//   auto att = quant::quantize_linears(model, quant::statsq_factory<float>(so),
+//                                      [](const std::string& name, const nn::Linear<float>&) {
+//                                        return name != "head";      // keep the head in float
+//                                      });
+//   quant::OscillationTracker<float> tr;  for (auto& l : att.layers) tr.track(l.weight);
+//
+// Export (spec Sec. 7): export_weights(layer) gives the codes and steps of a layer's quantised
+// weight (QuantizedWeights: value = step (code + offset), offset 1/2 for StatsQ), and
+// quantized_linear(qw, x, bias) computes y = x Q(W)^T from the codes the way an integer kernel
+// would: y_r = step_r (sum_j x_j k_rj + offset sum_j x_j) (+ b_r), the half-step offset becoming
+// a correction term per output.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "weft/nn/linear.hpp"
+#include "weft/nn/module.hpp"
+#include "weft/quant/lsq.hpp"
+#include "weft/quant/statsq.hpp"
+
+namespace weft::quant {
+
+/// Every nn::Linear of `model` (the model itself if it is one) with its dotted name, in the
+/// order of named_parameters(); a layer reachable twice is listed once.
+template <class T>
+std::vector<std::pair<std::string, nn::Linear<T>*>> find_linears(nn::Module<T>& model) {
+  struct Walk : nn::Members<T> {
+    std::string prefix;
+    std::vector<std::pair<std::string, nn::Linear<T>*>> out;
+    std::unordered_set<const void*> seen;
+    void param(const std::string&, Parameter<T>&) override {}
+    void child(const std::string& name, nn::Module<T>& m) override {
+      const std::string full = prefix + name;
+      if (auto* l = dynamic_cast<nn::Linear<T>*>(&m)) {
+        if (seen.insert(l).second) out.emplace_back(full, l);
+        return;
+      }
+      const std::string saved = prefix;
+      prefix = full + ".";
+      m.visit(*this);
+      prefix = saved;
+    }
+  } w;
+  if (auto* l = dynamic_cast<nn::Linear<T>*>(&model)) {
+    w.out.emplace_back("", l);
+    return std::move(w.out);
+  }
+  model.visit(w);
+  return std::move(w.out);
+}
+
+template <class T>
+using LinearFilter = std::function<bool(const std::string& name, const nn::Linear<T>& layer)>;
+template <class T>
+using WeightQuantizerFactory = std::function<std::shared_ptr<WeightQuantizer<T>>(const std::string& name, nn::Linear<T>& layer)>;
+template <class T>
+using InputQuantizerFactory = std::function<std::shared_ptr<nn::InputTransform<T>>(const std::string& name, nn::Linear<T>& layer)>;
+
+/// One quantised layer: where it is and what was attached.
+template <class T>
+struct QuantizedLayer {
+  std::string name;
+  nn::Linear<T>* layer = nullptr;
+  std::shared_ptr<WeightQuantizer<T>> weight;      ///< null when no weight quantiser was attached
+  std::shared_ptr<nn::InputTransform<T>> input;    ///< null when no input quantiser was attached
+};
+
+template <class T>
+struct QuantAttachment {
+  std::vector<QuantizedLayer<T>> layers;
+  /// The weight quantisers, in layer order.
+  std::vector<std::shared_ptr<WeightQuantizer<T>>> weight_quantizers() const {
+    std::vector<std::shared_ptr<WeightQuantizer<T>>> out;
+    for (auto& l : layers)
+      if (l.weight) out.push_back(l.weight);
+    return out;
+  }
+};
+
+/// Attaches w (appended to the weight's transform chain) and in (appended to the input
+/// transforms) to one layer; either may be null.
+template <class T>
+QuantizedLayer<T> quantize_linear(nn::Linear<T>& layer, std::shared_ptr<WeightQuantizer<T>> w,
+                                  std::shared_ptr<nn::InputTransform<T>> in = nullptr, std::string name = {}) {
+  WEFT_CHECK(layer.weight.defined(), config, "quant::quantize_linear", "expected a constructed Linear, got an empty one");
+  WEFT_CHECK(w || in, config, "quant::quantize_linear", "expected a weight or an input quantiser, got neither");
+  if (w) layer.add_transform(w);
+  if (in) layer.add_input_transform(in);
+  return QuantizedLayer<T>{std::move(name), &layer, std::move(w), std::move(in)};
+}
+
+/// Quantises every Linear of `model` that passes `filter` (all when empty) with the factories'
+/// quantisers. Every factory call happens before any layer changes, so a throwing factory leaves
+/// the model as it was.
+template <class T>
+QuantAttachment<T> quantize_linears(nn::Module<T>& model, const WeightQuantizerFactory<T>& weight,
+                                    const LinearFilter<T>& filter = {}, const InputQuantizerFactory<T>& input = {}) {
+  WEFT_CHECK(weight || input, config, "quant::quantize_linears", "expected a weight or an input quantiser factory, got neither");
+  QuantAttachment<T> att;
+  for (auto& l : find_linears(model)) {
+    if (filter && !filter(l.first, *l.second)) continue;
+    QuantizedLayer<T> q{l.first, l.second, weight ? weight(l.first, *l.second) : nullptr,
+                        input ? input(l.first, *l.second) : nullptr};
+    WEFT_CHECK(q.weight || q.input, config, "quant::quantize_linears", "expected the factories to return a quantiser for '",
+               l.first, "', got none");
+    att.layers.push_back(std::move(q));
+  }
+  for (auto& q : att.layers) {
+    if (q.weight) q.layer->add_transform(q.weight);
+    if (q.input) q.layer->add_input_transform(q.input);
+  }
+  return att;
+}
+
+/// A factory of StatsQ transforms with options o (the same options for every layer).
+template <class T>
+WeightQuantizerFactory<T> statsq_factory(const StatsQOptions& o = {}) {
+  StatsQuantizer<dynamic_bits, T> probe(o);  // validates the options now
+  (void)probe;
+  return [o](const std::string&, nn::Linear<T>&) { return std::make_shared<StatsQuantizer<dynamic_bits, T>>(o); };
+}
+/// A factory of LSQ transforms with options o, each scale initialised from its layer's weight.
+template <class T>
+WeightQuantizerFactory<T> lsq_factory(const LsqOptions& o = {}) {
+  return [o](const std::string&, nn::Linear<T>& l) { return std::make_shared<LsqQuantizer<dynamic_bits, T>>(o, l.weight.value()); };
+}
+
+/// Codes and steps of a layer's quantised weight: the last WeightQuantizer of its chain, fed
+/// with the stored weight through the transforms before it; no transform may follow it.
+template <class T>
+QuantizedWeights<T> export_weights(nn::Linear<T>& layer) {
+  const char* fn = "quant::export_weights";
+  const auto& tr = layer.transforms();
+  WEFT_CHECK(!tr.empty(), config, fn, "expected a Linear with a weight quantiser, got no transforms");
+  auto* q = dynamic_cast<WeightQuantizer<T>*>(tr.back().get());
+  WEFT_CHECK(q != nullptr, config, fn, "expected the last transform to be a weight quantiser, got '", tr.back()->name(), "'");
+  Tensor<T> w = layer.weight.value().clone();
+  for (std::size_t i = 0; i + 1 < tr.size(); ++i) w = tr[i]->fold(w);
+  return q->quantize(w);
+}
+
+/// y = x Q(W)^T (+ bias) from the integer codes (see the file comment); x (..., in), W (out, in)
+/// quantised per row or per tensor.
+template <class T>
+Tensor<T> quantized_linear(const QuantizedWeights<T>& qw, const Tensor<T>& x, const Tensor<T>* bias = nullptr) {
+  const char* fn = "quant::quantized_linear";
+  WEFT_CHECK(qw.shape.rank() == 2 && index_t(qw.codes.size()) == qw.shape.numel(), shape, fn,
+             "expected codes of a rank-2 weight, got shape ", qw.shape);
+  const index_t out = qw.shape[0], in = qw.shape[1];
+  const bool per_row = qw.geometry.outer == 1 && qw.geometry.groups == out && qw.geometry.inner == in;
+  const bool per_tensor = qw.geometry.groups == 1;
+  WEFT_CHECK(per_row || per_tensor, config, fn, "expected per-row or per-tensor steps, got ", qw.geometry.groups, " groups");
+  WEFT_CHECK(x.rank() >= 1 && x.shape().last() == in, shape, fn, "expected x of shape (..., ", in, "), got ", x.shape());
+  if (bias) WEFT_CHECK(bias->shape() == Shape{out}, shape, fn, "expected a bias of shape (", out, "), got ", bias->shape());
+  const index_t rows = x.numel() / in;
+  Tensor<T> y(x.shape().with(-1, out));
+  for (index_t b = 0; b < rows; ++b) {
+    const T* xr = x.data() + b * in;
+    T xsum(0);
+    for (index_t j = 0; j < in; ++j) xsum += xr[j];
+    for (index_t r = 0; r < out; ++r) {
+      const qcode_t* k = qw.codes.data() + r * in;
+      T acc(0);  // an integer kernel accumulates sum_j x_j k_j in its own precision
+      for (index_t j = 0; j < in; ++j) acc += xr[j] * T(k[j]);
+      T v = qw.step[std::size_t(per_row ? r : 0)] * (acc + qw.offset * xsum);
+      if (bias) v += bias->flat(r);
+      y.flat(b * out + r) = v;
+    }
+  }
+  return y;
+}
+
+}  // namespace weft::quant
