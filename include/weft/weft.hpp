@@ -12,3 +12,4 @@
 #include "weft/phm.hpp"
 #include "weft/prune.hpp"
 #include "weft/quant.hpp"
+#include "weft/ep.hpp"
