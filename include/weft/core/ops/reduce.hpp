@@ -26,7 +26,7 @@ inline AxisSplit axis_split(const Shape& s, int axis) {
 /// The shape of a reduction along `axis`: the axis removed, or kept as 1 with keepdim.
 inline Shape reduced_shape(const Shape& s, int axis, bool keepdim) {
   if (keepdim) return s.with(axis, 1);
-  index_t d[4];
+  index_t d[4] = {0, 0, 0, 0};  // initialised: GCC 12 warns (maybe-uninitialized) when rank is 1
   int r = 0;
   for (int k = 0; k < s.rank(); ++k)
     if (k != axis) d[r++] = s[k];
