@@ -9,6 +9,7 @@
 #include "weft/quantile.hpp"
 #include "weft/ordinal.hpp"
 #include "weft/incremental.hpp"
+#include "weft/peft.hpp"
 #include "weft/phm.hpp"
 #include "weft/prune.hpp"
 #include "weft/quant.hpp"

@@ -1,0 +1,255 @@
+// weft/peft/model.hpp - adapters on a whole model: attach, freeze the base, training mode,
+// LoRA+ parameter groups.
+//
+//   auto att = peft::attach_lora(model, lo, rng, {"q_proj", "v_proj"});  // or every Linear: {}
+//   peft::freeze_base(model);              // only adapter parameters stay trainable
+//   nn::Adam<float> opt(att.parameters(), ao);                     // or, for LoRA+:
+//   nn::Adam<float> opt2(peft::loraplus_param_groups(model, lr, 16.0), ao);
+// Merging, unloading and the PiSSA/OLoRA -> LoRA conversion are in peft/merge.hpp.
+// Targets: a layer is adapted when its dotted name (as in named_parameters, e.g.
+// "blocks.0.attn.q_proj") equals an entry or ends with "." + entry; an empty list adapts every
+// nn::Linear. Attention projections are Linears, so "q_proj" reaches every attention block.
+// attach_* checks every targeted layer before changing any (a throwing call leaves the model as
+// it was). The returned Attachment holds raw pointers to the model's layers: rebuild it after
+// moving the model.
+#pragma once
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "weft/nn/linear.hpp"
+#include "weft/nn/module.hpp"
+#include "weft/nn/optim.hpp"
+#include "weft/peft/bone.hpp"
+#include "weft/peft/lora.hpp"
+
+namespace weft::peft {
+
+/// Every nn::Linear inside `model` (the model itself included), depth first, with its dotted
+/// name ("" for the model itself).
+template <class T>
+std::vector<std::pair<std::string, nn::Linear<T>*>> find_linears(nn::Module<T>& model) {
+  struct Find : nn::Members<T> {
+    std::string prefix;
+    std::vector<std::pair<std::string, nn::Linear<T>*>> out;
+    void param(const std::string&, Parameter<T>&) override {}
+    void child(const std::string& name, nn::Module<T>& m) override {
+      const std::string saved = prefix;
+      prefix += name;
+      if (auto* lin = dynamic_cast<nn::Linear<T>*>(&m)) out.emplace_back(prefix, lin);
+      prefix += ".";
+      m.visit(*this);
+      prefix = saved;
+    }
+  } f;
+  if (auto* lin = dynamic_cast<nn::Linear<T>*>(&model)) f.out.emplace_back("", lin);
+  model.visit(f);
+  return std::move(f.out);
+}
+
+/// True when `name` equals a target or ends with "." + target; an empty target list matches all.
+inline bool is_target(const std::string& name, const std::vector<std::string>& targets) {
+  if (targets.empty()) return true;
+  for (const auto& t : targets) {
+    if (name == t) return true;
+    if (name.size() > t.size() && name.compare(name.size() - t.size(), t.size(), t) == 0 &&
+        name[name.size() - t.size() - 1] == '.')
+      return true;
+  }
+  return false;
+}
+
+/// The PEFT adapters of a layer: its side paths, then its weight transforms, that are Adapters.
+template <class T>
+std::vector<Adapter<T>*> adapters_of(nn::Linear<T>& layer) {
+  std::vector<Adapter<T>*> out;
+  for (auto& s : layer.side_paths())
+    if (auto* a = dynamic_cast<Adapter<T>*>(s.get())) out.push_back(a);
+  for (auto& t : layer.transforms())
+    if (auto* a = dynamic_cast<Adapter<T>*>(t.get())) out.push_back(a);
+  return out;
+}
+
+/// One adapter attached by attach_*: the layer's dotted name, the layer and the adapter.
+template <class T>
+struct AttachedAdapter {
+  std::string layer_name;
+  nn::Linear<T>* layer = nullptr;
+  std::shared_ptr<Adapter<T>> adapter;
+};
+
+/// What attach_* returns.
+template <class T>
+struct Attachment {
+  std::vector<AttachedAdapter<T>> adapters;
+  /// Trainable scalars of the attached adapters.
+  index_t num_trainable() const {
+    index_t n = 0;
+    for (auto& a : adapters) n += a.adapter->num_trainable();
+    return n;
+  }
+  /// The attached adapters' parameters.
+  std::vector<Parameter<T>> parameters() const {
+    std::vector<Parameter<T>> out;
+    for (auto& a : adapters)
+      for (auto& p : a.adapter->adapter_parameters()) out.push_back(p.second);
+    return out;
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// one layer
+
+/// A LoRA-family adapter (LoRA, rsLoRA, PiSSA, OLoRA) as a new side path of `layer`.
+template <class T>
+std::shared_ptr<Lora<T>> add_lora(nn::Linear<T>& layer, const LoraOptions& o, Rng& rng) {
+  auto a = std::make_shared<Lora<T>>(layer.weight, o, rng);
+  layer.add_side_path(a);
+  return a;
+}
+/// A BoneShared (PEFT Bone / MiSS) side path on `layer`.
+template <class T>
+std::shared_ptr<BoneShared<T>> add_bone_shared(nn::Linear<T>& layer, const BoneOptions& o, Rng& rng) {
+  auto a = std::make_shared<BoneShared<T>>(layer.weight, o, rng);
+  layer.add_side_path(a);
+  return a;
+}
+/// A MissMini side path on `layer`.
+template <class T>
+std::shared_ptr<MissMini<T>> add_miss_mini(nn::Linear<T>& layer, const BoneOptions& o, Rng& rng) {
+  auto a = std::make_shared<MissMini<T>>(layer.weight, o, rng);
+  layer.add_side_path(a);
+  return a;
+}
+/// A BoneAffine (Bat) weight transform appended to `layer`'s transform chain.
+template <class T>
+std::shared_ptr<BoneAffine<T>> add_bone_affine(nn::Linear<T>& layer, const BoneOptions& o, Rng& rng) {
+  auto a = std::make_shared<BoneAffine<T>>(layer.weight, o, rng);
+  layer.add_transform(a);
+  return a;
+}
+
+// ---------------------------------------------------------------------------------------------
+// a whole model
+
+namespace detail {
+template <class T, class Check, class Add>
+Attachment<T> attach_each(nn::Module<T>& model, const std::vector<std::string>& targets, const char* fn, Check check,
+                          Add add) {
+  std::vector<std::pair<std::string, nn::Linear<T>*>> sel;
+  for (auto& l : find_linears(model))
+    if (is_target(l.first, targets)) {
+      WEFT_CHECK(l.second->weight.defined(), config, fn, "expected constructed layers, got an empty Linear '", l.first, "'");
+      bool seen = false;
+      for (auto& s : sel) seen = seen || s.second == l.second;
+      if (!seen) sel.push_back(l);
+    }
+  WEFT_CHECK(!sel.empty(), config, fn, "expected at least one nn::Linear matching the targets, got none");
+  for (auto& l : sel) check(l.second->in_features(), l.second->out_features());  // all layers first
+  Attachment<T> att;
+  for (auto& l : sel) att.adapters.push_back(AttachedAdapter<T>{l.first, l.second, add(*l.second)});
+  return att;
+}
+}  // namespace detail
+
+/// LoRA-family adapters on every targeted Linear (PiSSA / OLoRA replace each base by its residual).
+template <class T>
+Attachment<T> attach_lora(nn::Module<T>& model, const LoraOptions& o, Rng& rng, const std::vector<std::string>& targets = {}) {
+  const char* fn = "peft::attach_lora";
+  const bool residual = o.init == LoraInit::pissa || o.init == LoraInit::olora;
+  for (auto& l : find_linears(model))  // residual inits need finite bases: check them all first
+    if (residual && is_target(l.first, targets) && l.second->weight.defined())
+      WEFT_CHECK(l.second->weight.value().all_finite(), value, fn, "expected finite base weights, got NaN or Inf in '",
+                 l.first, "'");
+  return detail::attach_each(
+      model, targets, fn, [&](index_t in, index_t out) { detail::check_lora(in, out, o, fn); },
+      [&](nn::Linear<T>& l) { return std::shared_ptr<Adapter<T>>(add_lora(l, o, rng)); });
+}
+template <class T>
+Attachment<T> attach_bone_shared(nn::Module<T>& model, const BoneOptions& o, Rng& rng,
+                                 const std::vector<std::string>& targets = {}) {
+  const char* fn = "peft::attach_bone_shared";
+  return detail::attach_each(
+      model, targets, fn, [&](index_t in, index_t out) { detail::check_bone_shared(in, out, o, false, fn); },
+      [&](nn::Linear<T>& l) { return std::shared_ptr<Adapter<T>>(add_bone_shared(l, o, rng)); });
+}
+template <class T>
+Attachment<T> attach_miss_mini(nn::Module<T>& model, const BoneOptions& o, Rng& rng,
+                               const std::vector<std::string>& targets = {}) {
+  const char* fn = "peft::attach_miss_mini";
+  return detail::attach_each(
+      model, targets, fn, [&](index_t in, index_t out) { detail::check_bone_shared(in, out, o, true, fn); },
+      [&](nn::Linear<T>& l) { return std::shared_ptr<Adapter<T>>(add_miss_mini(l, o, rng)); });
+}
+template <class T>
+Attachment<T> attach_bone_affine(nn::Module<T>& model, const BoneOptions& o, Rng& rng,
+                                 const std::vector<std::string>& targets = {}) {
+  const char* fn = "peft::attach_bone_affine";
+  WEFT_CHECK(o.dropout == 0, config, fn, "expected dropout 0 (the block-affine map has none), got ", o.dropout);
+  return detail::attach_each(
+      model, targets, fn, [&](index_t in, index_t out) { detail::check_bone_affine(in, out, o, fn); },
+      [&](nn::Linear<T>& l) { return std::shared_ptr<Adapter<T>>(add_bone_affine(l, o, rng)); });
+}
+
+/// Freezes every parameter of `model` except the parameters of its PEFT adapters (PEFT's
+/// mark_only_lora_as_trainable, biases included in the frozen set). Returns the trainable count.
+template <class T>
+index_t freeze_base(nn::Module<T>& model) {
+  model.set_requires_grad(false);
+  for (auto& l : find_linears(model))
+    for (Adapter<T>* a : adapters_of(*l.second))
+      for (auto& p : a->adapter_parameters()) p.second.set_requires_grad(true);
+  return model.num_parameters(true);
+}
+
+/// Training mode of every adapter of `model` (dropout on or off).
+template <class T>
+void set_training(nn::Module<T>& model, bool on) {
+  for (auto& l : find_linears(model))
+    for (Adapter<T>* a : adapters_of(*l.second)) a->set_training(on);
+}
+
+/// LoRA+ (Hayou, Ghosh & Yu 2024) parameter groups, PEFT's create_loraplus_optimizer rule over the
+/// trainable parameters: "loraplus.A" (every LoRA A and any other trainable matrix: lr,
+/// weight_decay), "loraplus.B" (every LoRA B: ratio x lr, weight_decay), "loraplus.B_no_decay"
+/// (1-D trainable parameters such as biases: ratio x lr, decay 0). Empty groups are left out.
+/// The authors recommend ratio = 16 (and about half of vanilla LoRA's lr).
+template <class T>
+std::vector<nn::ParamGroup<T>> loraplus_param_groups(nn::Module<T>& model, double lr, double ratio,
+                                                     double weight_decay = 0.0) {
+  const char* fn = "peft::loraplus_param_groups";
+  WEFT_CHECK(lr >= 0 && std::isfinite(lr) && weight_decay >= 0 && std::isfinite(weight_decay), value, fn,
+             "expected finite lr >= 0 and weight_decay >= 0, got ", lr, " and ", weight_decay);
+  WEFT_CHECK(ratio >= 1 && std::isfinite(ratio), value, fn, "expected a finite lr ratio >= 1, got ", ratio);
+  std::vector<Parameter<T>> bs;
+  for (auto& l : find_linears(model))
+    for (auto& s : l.second->side_paths())
+      if (auto* lo = dynamic_cast<Lora<T>*>(s.get())) bs.push_back(lo->B());
+  nn::ParamGroup<T> ga, gb, gbn;
+  ga.name = "loraplus.A";
+  ga.lr = lr;
+  ga.weight_decay = weight_decay;
+  gb.name = "loraplus.B";
+  gb.lr = lr * ratio;
+  gb.weight_decay = weight_decay;
+  gbn.name = "loraplus.B_no_decay";
+  gbn.lr = lr * ratio;
+  gbn.weight_decay = 0.0;
+  for (auto& np : model.named_parameters()) {
+    const Parameter<T>& p = np.second;
+    if (!p.requires_grad()) continue;
+    bool is_b = false;
+    for (auto& b : bs) is_b = is_b || b == p;
+    (is_b ? gb : (p.shape().rank() == 1 ? gbn : ga)).params.push_back(p);
+  }
+  std::vector<nn::ParamGroup<T>> out;
+  for (auto* g : {&ga, &gb, &gbn})
+    if (!g->params.empty()) out.push_back(std::move(*g));
+  WEFT_CHECK(!out.empty(), config, fn, "expected trainable parameters in the model, got none");
+  return out;
+}
+
+}  // namespace weft::peft
