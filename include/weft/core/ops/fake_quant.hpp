@@ -25,7 +25,10 @@
 // body keeps exactly these partials in its lanes, so the vector and scalar paths give the same
 // bits, and as every group is processed whole by one thread, so do 1 and N threads. Element
 // maps use the same operations in the same order in both bodies (IEEE division, floor,
-// round-half-even), and -0 is normalised, so outputs match bit for bit too.
+// round-half-even), and -0 is normalised, so outputs match bit for bit too. The division w / s
+// is kept as the spec writes it (a per-group reciprocal n / s would round twice and can move an
+// element lying exactly on a threshold m s / n one code down); the vector body stores codes and
+// flags with one narrowing store per vector (store_narrow), which made it bandwidth-bound.
 #pragma once
 
 #include <algorithm>
@@ -147,6 +150,18 @@ void statsq_segment_scalar(const T* w, index_t o, index_t len, T s, const Statsq
 }
 
 #if WEFT_USE_XSIMD
+/// Stores a vector of whole numbers that fit the destination type (codes, 0/1 flags) with a
+/// narrowing store: an exact conversion to the same-width integer vector, then a fixed-size
+/// narrowing loop the compiler turns into packs (instead of one float->int conversion per lane).
+template <class D, class T>
+inline void store_narrow(D* dst, const simd::batch<T>& v) {
+  using I = xsimd::as_integer_t<T>;
+  constexpr index_t W = simd::width<T>;
+  alignas(64) I t[W];
+  xsimd::batch_cast<I>(v).store_aligned(t);
+  for (index_t l = 0; l < W; ++l) dst[l] = D(t[l]);
+}
+
 template <class T>
 T statsq_abs_sum_simd(const T* w, const FqGeometry& g, index_t m) {
   using B = simd::batch<T>;
@@ -176,7 +191,6 @@ void statsq_segment_simd(const T* w, index_t o, index_t len, T s, const StatsqCo
   const T step = s / c.n;
   const B vs(s), vstep(step), vn(c.n), vlo(c.lo), vhi(c.hi), vkmin(c.kmin), vkmax(c.kmax), vmmin(c.mmin),
       vmmax(c.mmax), vbr(c.br), half(T(0.5)), zero(T(0)), one(T(1));
-  alignas(64) T tk[W], tn[W];
   const index_t full = len - len % W;  // not `i + W <= n`: see simd::map
   index_t i = 0;
   for (; i < full; i += W) {
@@ -185,14 +199,10 @@ void statsq_segment_simd(const T* w, index_t o, index_t len, T s, const StatsqCo
     const B t = x * vn;
     const B k = xsimd::min(xsimd::max(xsimd::floor(t), vkmin), vkmax) + zero;
     if (out.q) simd::store(out.q + j, (k + half) * vstep);
-    if (out.codes) {
-      k.store_aligned(tk);
-      for (index_t l = 0; l < W; ++l) out.codes[j + l] = qcode_t(tk[l]);
-    }
+    if (out.codes) store_narrow(out.codes + j, k);
     if (out.near) {
       const B mm = xsimd::min(xsimd::max(xsimd::nearbyint(t), vmmin), vmmax);
-      xsimd::select(xsimd::abs(t - mm) <= vbr, one, zero).store_aligned(tn);
-      for (index_t l = 0; l < W; ++l) out.near[j + l] = std::uint8_t(tn[l]);
+      store_narrow(out.near + j, xsimd::select(xsimd::abs(t - mm) <= vbr, one, zero));
     }
   }
   statsq_segment_scalar(w, o + i, len - i, s, c, out, FrozenCodes{});

@@ -118,7 +118,6 @@ void lsq_forward_row_simd(const T* x, index_t cols, T se, T b, bool has_b, const
   using B = simd::batch<T>;
   constexpr index_t W = simd::width<T>;
   const B vse(se), vb(b), vlo(c.lo), vhi(c.hi), zero(T(0)), one(T(1)), nan(std::numeric_limits<T>::quiet_NaN());
-  alignas(64) T tk[W];
   const index_t full = cols - cols % W;
   index_t j = 0;
   for (; j < full; j += W) {
@@ -126,10 +125,7 @@ void lsq_forward_row_simd(const T* x, index_t cols, T se, T b, bool has_b, const
     const B r = c.sign ? xsimd::select(v >= zero, one, -one) : xsimd::nearbyint(xsimd::min(xsimd::max(v, vlo), vhi)) + zero;
     const auto isnan = xsimd::isnan(v);
     if (q) simd::store(q + j, xsimd::select(isnan, nan, has_b ? r * vse + vb : r * vse));
-    if (codes) {
-      xsimd::select(isnan, zero, r).store_aligned(tk);
-      for (index_t l = 0; l < W; ++l) codes[j + l] = qcode_t(tk[l]);
-    }
+    if (codes) store_narrow(codes + j, xsimd::select(isnan, zero, r));
   }
   lsq_forward_row_scalar(x + j, cols - j, se, b, has_b, c, q ? q + j : nullptr, codes ? codes + j : nullptr, nullptr,
                          nullptr);
