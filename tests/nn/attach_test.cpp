@@ -594,3 +594,36 @@ TEST_CASE("nn/attach: input transforms and output adapters that change the shape
   CHECK_THROWS_AS(lin.add_input_transform(nullptr), ConfigError);
   CHECK_THROWS_AS(lin.add_output_adapter(nullptr), ConfigError);
 }
+
+namespace {
+/// Two children that are the same Linear (a tied layer) beside an MLP.
+struct TiedPair : nn::Module<double> {
+  nn::Linear<double> shared;
+  nn::MLP<double> mlp;
+  TiedPair(Rng& rng) : shared(3, 3, rng), mlp(std::vector<index_t>{3, 4, 2}, rng) {}
+  void visit(nn::Members<double>& m) override {
+    m.child("first", shared);
+    m.child("mlp", mlp);
+    m.child("again", shared);
+  }
+};
+}  // namespace
+
+TEST_CASE("nn/find_linears: every Linear once, with its dotted name, in visit order") {
+  Rng rng(5);
+  TiedPair model(rng);
+  const auto found = nn::find_linears(model);
+  REQUIRE(found.size() == 3);
+  CHECK(found[0].first == "first");
+  CHECK(found[0].second == &model.shared);
+  CHECK(found[1].first == "mlp.layers.0");
+  CHECK(found[1].second == &model.mlp.layers[0]);
+  CHECK(found[2].first == "mlp.layers.1");
+  CHECK(found[2].second == &model.mlp.layers[1]);
+
+  nn::Linear<double> alone(2, 2, rng);
+  const auto self = nn::find_linears(alone);
+  REQUIRE(self.size() == 1);
+  CHECK(self[0].first.empty());
+  CHECK(self[0].second == &alone);
+}

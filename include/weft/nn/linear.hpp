@@ -197,4 +197,33 @@ class Linear : public Module<T> {
   std::size_t hook_counter_ = 0;
 };
 
+/// Every Linear inside `model` (the model itself included) with its dotted name ("" for the
+/// model itself), depth first in the order of named_parameters(); a layer reachable twice is
+/// listed once. The pointers stay valid as long as the model is not moved. (The families'
+/// `find_linears` / `linear_layers` are this function.)
+template <class T>
+std::vector<std::pair<std::string, Linear<T>*>> find_linears(Module<T>& model) {
+  struct Walk : Members<T> {
+    std::string prefix;
+    std::vector<std::pair<std::string, Linear<T>*>> out;
+    void param(const std::string&, Parameter<T>&) override {}
+    void add(const std::string& name, Linear<T>* l) {
+      for (const auto& e : out)
+        if (e.second == l) return;
+      out.emplace_back(name, l);
+    }
+    void child(const std::string& name, Module<T>& m) override {
+      const std::string full = prefix + name;
+      if (auto* lin = dynamic_cast<Linear<T>*>(&m)) add(full, lin);
+      const std::string saved = prefix;
+      prefix = full + ".";
+      m.visit(*this);
+      prefix = saved;
+    }
+  } w;
+  if (auto* lin = dynamic_cast<Linear<T>*>(&model)) w.add("", lin);
+  model.visit(w);
+  return std::move(w.out);
+}
+
 }  // namespace weft::nn

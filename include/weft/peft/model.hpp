@@ -28,27 +28,7 @@
 
 namespace weft::peft {
 
-/// Every nn::Linear inside `model` (the model itself included), depth first, with its dotted
-/// name ("" for the model itself).
-template <class T>
-std::vector<std::pair<std::string, nn::Linear<T>*>> find_linears(nn::Module<T>& model) {
-  struct Find : nn::Members<T> {
-    std::string prefix;
-    std::vector<std::pair<std::string, nn::Linear<T>*>> out;
-    void param(const std::string&, Parameter<T>&) override {}
-    void child(const std::string& name, nn::Module<T>& m) override {
-      const std::string saved = prefix;
-      prefix += name;
-      if (auto* lin = dynamic_cast<nn::Linear<T>*>(&m)) out.emplace_back(prefix, lin);
-      prefix += ".";
-      m.visit(*this);
-      prefix = saved;
-    }
-  } f;
-  if (auto* lin = dynamic_cast<nn::Linear<T>*>(&model)) f.out.emplace_back("", lin);
-  model.visit(f);
-  return std::move(f.out);
-}
+using nn::find_linears;  // every Linear of a model with its dotted name (nn/linear.hpp)
 
 /// True when `name` equals a target or ends with "." + target; an empty target list matches all.
 inline bool is_target(const std::string& name, const std::vector<std::string>& targets) {

@@ -33,26 +33,7 @@ using NamedLinear = std::pair<std::string, nn::Linear<T>*>;
 /// order, with its dotted name ("" for the model itself); each layer once.
 template <class T>
 std::vector<NamedLinear<T>> linear_layers(nn::Module<T>& model) {
-  struct Find : nn::Members<T> {
-    std::string prefix;
-    std::vector<NamedLinear<T>> out;
-    void param(const std::string&, Parameter<T>&) override {}
-    void child(const std::string& name, nn::Module<T>& m) override {
-      const std::string saved = prefix;
-      prefix += name;
-      if (auto* lin = dynamic_cast<nn::Linear<T>*>(&m)) {
-        bool seen = false;
-        for (auto& e : out) seen = seen || e.second == lin;
-        if (!seen) out.emplace_back(prefix, lin);
-      }
-      prefix += ".";
-      m.visit(*this);
-      prefix = saved;
-    }
-  } f;
-  if (auto* lin = dynamic_cast<nn::Linear<T>*>(&model)) f.out.emplace_back("", lin);
-  model.visit(f);
-  return std::move(f.out);
+  return nn::find_linears(model);
 }
 
 struct CalibrationOptions {

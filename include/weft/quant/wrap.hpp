@@ -22,7 +22,6 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -33,34 +32,7 @@
 
 namespace weft::quant {
 
-/// Every nn::Linear of `model` (the model itself if it is one) with its dotted name, in the
-/// order of named_parameters(); a layer reachable twice is listed once.
-template <class T>
-std::vector<std::pair<std::string, nn::Linear<T>*>> find_linears(nn::Module<T>& model) {
-  struct Walk : nn::Members<T> {
-    std::string prefix;
-    std::vector<std::pair<std::string, nn::Linear<T>*>> out;
-    std::unordered_set<const void*> seen;
-    void param(const std::string&, Parameter<T>&) override {}
-    void child(const std::string& name, nn::Module<T>& m) override {
-      const std::string full = prefix + name;
-      if (auto* l = dynamic_cast<nn::Linear<T>*>(&m)) {
-        if (seen.insert(l).second) out.emplace_back(full, l);
-        return;
-      }
-      const std::string saved = prefix;
-      prefix = full + ".";
-      m.visit(*this);
-      prefix = saved;
-    }
-  } w;
-  if (auto* l = dynamic_cast<nn::Linear<T>*>(&model)) {
-    w.out.emplace_back("", l);
-    return std::move(w.out);
-  }
-  model.visit(w);
-  return std::move(w.out);
-}
+using nn::find_linears;  // every Linear of a model with its dotted name (nn/linear.hpp)
 
 template <class T>
 using LinearFilter = std::function<bool(const std::string& name, const nn::Linear<T>& layer)>;

@@ -68,27 +68,7 @@ WeightStats weight_stats(const Tensor<T>& w, double near_zero = 1e-2) {
   return s;
 }
 
-/// Every nn::Linear inside `model` (the model itself included), depth first in declaration
-/// order, with its dotted name ("" for the model itself).
-template <class T>
-std::vector<std::pair<std::string, nn::Linear<T>*>> find_linears(nn::Module<T>& model) {
-  struct Find : nn::Members<T> {
-    std::string prefix;
-    std::vector<std::pair<std::string, nn::Linear<T>*>> out;
-    void param(const std::string&, Parameter<T>&) override {}
-    void child(const std::string& name, nn::Module<T>& m) override {
-      const std::string saved = prefix;
-      prefix += name;
-      if (auto* lin = dynamic_cast<nn::Linear<T>*>(&m)) out.emplace_back(prefix, lin);
-      prefix += ".";
-      m.visit(*this);
-      prefix = saved;
-    }
-  } f;
-  if (auto* lin = dynamic_cast<nn::Linear<T>*>(&model)) f.out.emplace_back("", lin);
-  model.visit(f);
-  return std::move(f.out);
-}
+using nn::find_linears;  // every Linear of a model with its dotted name (nn/linear.hpp)
 
 /// weight_stats of the effective weight (every transform applied) of each Linear of the model.
 template <class T>
