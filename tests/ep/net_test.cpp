@@ -56,7 +56,7 @@ TEST_CASE("ep/net: the mixing angle and the symmetry metrics") {
     if (alpha == 0) {
       for (index_t l = 2; l <= 3; ++l)
         CHECK(net.B[std::size_t(l - 2)].value().matrix() == net.W[std::size_t(l - 1)].value().matrix().transpose());
-      CHECK(ep::weight_angle_deg(net) == doctest::Approx(0).epsilon(1e-6));
+      CHECK(ep::weight_angle_deg(net) < 1e-10);  // arccos of the cosine gave up to 1e-6 here
       CHECK(ep::jacobian_symmetry(net) == 1.0);
       CHECK(ep::homeostasis_expectation(net) == 0.0);
     }
@@ -75,6 +75,23 @@ TEST_CASE("ep/net: the mixing angle and the symmetry metrics") {
   CHECK(ep::weight_angle_deg(net) == doctest::Approx(90).epsilon(0.05));  // independent draws
   auto one = ep::make_dense_net<double>({4, 3}, rng);
   CHECK(std::isnan(ep::weight_angle_deg(one)));
+}
+
+TEST_CASE("ep/net: the weight angle is accurate from 0 to 180 degrees") {
+  // B_2^T = cos(t) W_2 / |W_2| + sin(t) P / |P| with P orthogonal to W_2 has angle t exactly
+  Rng rng(11);
+  auto net = ep::make_dense_net<double>({4, 3, 2}, rng);
+  const Eigen::MatrixXd w = net.W[1].value().matrix();
+  Eigen::MatrixXd p = test::randn<double>({2, 3}, rng).matrix();
+  p -= (p.cwiseProduct(w).sum() / w.squaredNorm()) * w;
+  const double pi = 3.14159265358979323846;
+  for (double deg : {1e-7, 1e-3, 0.5, 45.0, 90.0, 179.5, 180.0 - 1e-6}) {
+    const double t = deg * pi / 180;
+    const Eigen::MatrixXd bt = std::cos(t) * w / w.norm() + std::sin(t) * p / p.norm();
+    net.B[0].value().matrix() = bt.transpose();
+    CAPTURE(deg);
+    CHECK(ep::weight_angle_deg(net) == doctest::Approx(deg).epsilon(1e-7));
+  }
 }
 
 TEST_CASE("ep/metrics: cosine per layer and relative error") {

@@ -6,8 +6,10 @@
 //   jacobian_symmetry(net)   s / (s + a) with s = |(J + J^T)/2|_F, a = |(J - J^T)/2|_F for the
 //                            activation-bypassed J = H' - I (1 = symmetric). From the blocks:
 //                            s^2 = n + sum_l |B_l + W_l^T|^2 / 2, a^2 = sum_l |B_l - W_l^T|^2 / 2
-//   weight_angle_deg(net)    arccos(sum <W_l, B_l^T> / sqrt(sum |W_l|^2 sum |B_l|^2)), l >= 2,
-//                            in degrees (0 = symmetric)
+//   weight_angle_deg(net)    the angle between (W_l)_{l>=2} and (B_l^T)_{l>=2} as two vectors, in
+//                            degrees (0 = symmetric): 2 atan2(|u - v|, |u + v|) of the unit
+//                            vectors u, v, accurate near 0 and 180 degrees where arccos of the
+//                            cosine loses half the digits (1e-6 degrees of noise at symmetry)
 #pragma once
 
 #include <algorithm>
@@ -76,21 +78,25 @@ double jacobian_symmetry(const DenseNet<Real>& net) {
 }
 
 /// The angle between the feedforward and the (transposed) feedback weights, in degrees;
-/// NaN for a network without feedback (K = 1).
+/// NaN for a network without feedback (K = 1) or with all-zero weights on either side.
 template <class Real>
 double weight_angle_deg(const DenseNet<Real>& net) {
   detail::check_net(net, "ep::weight_angle_deg");
-  double dot = 0, ww = 0, bb = 0;
+  double ww = 0, bb = 0;
   for (index_t l = 2; l <= net.layers(); ++l) {
-    const auto Bm = net.B[std::size_t(l - 2)].value().matrix().template cast<double>();
-    const auto Wm = net.W[std::size_t(l - 1)].value().matrix().template cast<double>();
-    dot += (Wm.array() * Bm.transpose().array()).sum();
-    ww += Wm.squaredNorm();
-    bb += Bm.squaredNorm();
+    ww += net.W[std::size_t(l - 1)].value().matrix().template cast<double>().squaredNorm();
+    bb += net.B[std::size_t(l - 2)].value().matrix().template cast<double>().squaredNorm();
   }
   if (ww == 0 || bb == 0) return std::nan("");
-  const double c = std::clamp(dot / std::sqrt(ww * bb), -1.0, 1.0);
-  return std::acos(c) * 180.0 / 3.14159265358979323846;
+  const double nw = std::sqrt(ww), nb = std::sqrt(bb);
+  double diff = 0, sum = 0;  // |u - v|^2 and |u + v|^2 of the unit vectors u = W / nw, v = B^T / nb
+  for (index_t l = 2; l <= net.layers(); ++l) {
+    const auto u = net.W[std::size_t(l - 1)].value().matrix().template cast<double>().array() / nw;
+    const auto v = net.B[std::size_t(l - 2)].value().matrix().transpose().template cast<double>().array() / nb;
+    diff += (u - v).square().sum();
+    sum += (u + v).square().sum();
+  }
+  return 2.0 * std::atan2(std::sqrt(diff), std::sqrt(sum)) * 180.0 / 3.14159265358979323846;
 }
 
 }  // namespace weft::ep
