@@ -10,8 +10,11 @@
 //                                       extra columns (PEFT: 0) improve the estimate.
 //   thin_qr(W)                          W = Q R with Q (m x k) orthonormal columns and R (k x n)
 //                                       upper trapezoidal, k = min(m, n); Householder QR.
-// Inputs are converted to double whatever the weight type (the spec asks for >= float). Signs
-// follow Eigen's conventions (a column of U or Q may be flipped together with V or R).
+// Inputs are double matrices or expressions (to_double_matrix converts a weight of any type: the
+// spec asks for >= float). Signs follow Eigen's conventions (a column of U or Q may be flipped
+// together with V or R). The functions are templates on the input expression so that Eigen's
+// SVD and QR are instantiated only where they are called: including this header costs a
+// translation unit no more than the tensor core (BDCSVD alone takes about 15 s of GCC's time).
 #pragma once
 
 // a weft header before Eigen's SVD/QR modules: under GCC 12 with AVX-512 it guards the
@@ -23,6 +26,7 @@
 #include <Eigen/SVD>
 
 #include <algorithm>
+#include <type_traits>
 
 namespace weft::peft {
 
@@ -48,8 +52,18 @@ MatrixXd to_double_matrix(const Tensor<T>& w) {
   return w.matrix().template cast<double>();
 }
 
+namespace detail {
+template <class Derived>
+constexpr void check_double_input() {
+  static_assert(std::is_same<typename Derived::Scalar, double>::value,
+                "weft::peft factorisations work in double: convert the weight with to_double_matrix first");
+}
+}  // namespace detail
+
 /// Top-r singular triplets of W by a full thin SVD.
-inline SvdFactors thin_svd(const MatrixXd& w, index_t r) {
+template <class Derived>
+SvdFactors thin_svd(const Eigen::MatrixBase<Derived>& w, index_t r) {
+  detail::check_double_input<Derived>();
   const index_t k = std::min<index_t>(w.rows(), w.cols());
   WEFT_CHECK(r >= 1 && r <= k, value, "peft::thin_svd", "expected 1 <= r <= min(rows, cols) = ", k, ", got ", r);
   WEFT_CHECK(w.allFinite(), value, "peft::thin_svd", "expected a finite matrix, got NaN or Inf");
@@ -63,7 +77,9 @@ inline SvdFactors thin_svd(const MatrixXd& w, index_t r) {
 
 namespace detail {
 /// An orthonormal basis of the column space of y (thin Householder Q).
-inline MatrixXd orthonormal_basis(const MatrixXd& y) {
+template <class Derived>
+MatrixXd orthonormal_basis(const Eigen::MatrixBase<Derived>& y) {
+  check_double_input<Derived>();
   Eigen::HouseholderQR<MatrixXd> qr(y);
   return qr.householderQ() * MatrixXd::Identity(y.rows(), std::min(y.rows(), y.cols()));
 }
@@ -71,7 +87,9 @@ inline MatrixXd orthonormal_basis(const MatrixXd& y) {
 
 /// Top-r singular triplets of W by a randomised range finder with niter subspace iterations
 /// and r + oversample random directions (capped at min(rows, cols)); Omega ~ N(0, 1) from rng.
-inline SvdFactors randomized_svd(const MatrixXd& w, index_t r, int niter, Rng& rng, index_t oversample = 0) {
+template <class Derived>
+SvdFactors randomized_svd(const Eigen::MatrixBase<Derived>& w, index_t r, int niter, Rng& rng, index_t oversample = 0) {
+  detail::check_double_input<Derived>();
   const char* fn = "peft::randomized_svd";
   const index_t k = std::min<index_t>(w.rows(), w.cols());
   WEFT_CHECK(r >= 1 && r <= k, value, fn, "expected 1 <= r <= min(rows, cols) = ", k, ", got ", r);
@@ -97,7 +115,9 @@ inline SvdFactors randomized_svd(const MatrixXd& w, index_t r, int niter, Rng& r
 }
 
 /// Thin QR: W = Q R, Q (m, k) with orthonormal columns, R (k, n) upper trapezoidal.
-inline QrFactors thin_qr(const MatrixXd& w) {
+template <class Derived>
+QrFactors thin_qr(const Eigen::MatrixBase<Derived>& w) {
+  detail::check_double_input<Derived>();
   WEFT_CHECK(w.rows() >= 1 && w.cols() >= 1, shape, "peft::thin_qr", "expected a non-empty matrix, got ", w.rows(),
              " x ", w.cols());
   WEFT_CHECK(w.allFinite(), value, "peft::thin_qr", "expected a finite matrix, got NaN or Inf");
