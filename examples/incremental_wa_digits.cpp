@@ -156,16 +156,7 @@ int main(int argc, char** argv) {
   bool ok = true;
   auto row = [&](const std::string& claim, const std::string& metric, double value, const std::string& bound,
                  bool holds) {
-    Row r;
-    r.experiment = "incremental/wa_digits";
-    r.claim = claim;
-    r.metric = metric;
-    r.value = value;
-    r.bound = bound;
-    r.holds = holds;
-    r.seeds = args.seeds;
-    r.seconds = secs;
-    ok = emit(r) && ok;
+    ok = emit(make_row("incremental/wa_digits", claim, metric, value, bound, true, holds, args.seeds, secs)) && ok;
   };
   const double a1 = 100 * (wa.aia() - ftkd.aia()), a2 = 100 * (wa.aia() - kdclip.aia());
   row("(a) KD+WA beats FT+KD on average incremental accuracy (5 tasks of 2 digits)",

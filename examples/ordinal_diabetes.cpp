@@ -145,15 +145,7 @@ int main(int argc, char** argv) {
     wp += s.presto < s.po ? 1 : 0;
   }
   auto row = [&](const std::string& claim, const std::string& metric, double v, int seeds, double t) {
-    weft_examples::Row r;
-    r.experiment = "ordinal/diabetes";
-    r.claim = claim;
-    r.metric = metric;
-    r.value = v;
-    r.asserted = false;
-    r.seeds = seeds;
-    r.seconds = t;
-    weft_examples::emit(r);
+    weft_examples::emit(weft_examples::make_row("ordinal/diabetes", claim, metric, v, "", false, true, seeds, t));
   };
   row("PRESTO on all 442 rows: lambda chosen by 5-fold CV (100 lambdas to 1e-4)", "lambda*/lambda_max",
       cv.lambda_star / cv.lambda_max, 1, t1);

@@ -20,17 +20,7 @@ using namespace weft;
 namespace {
 weft_examples::Row row(const std::string& claim, const std::string& metric, double value, const std::string& bound,
                        bool asserted, bool holds, double seconds) {
-  weft_examples::Row r;
-  r.experiment = "ordinal/housing_polr";
-  r.claim = claim;
-  r.metric = metric;
-  r.value = value;
-  r.bound = bound;
-  r.asserted = asserted;
-  r.holds = holds;
-  r.seeds = 1;
-  r.seconds = seconds;
-  return r;
+  return weft_examples::make_row("ordinal/housing_polr", claim, metric, value, bound, asserted, holds, 1, seconds);
 }
 }  // namespace
 

@@ -29,6 +29,7 @@
 #include "weft/ordinal/simulate.hpp"
 
 using namespace weft;
+using weft_examples::make_row;
 using weft_examples::Row;
 
 namespace {
@@ -130,20 +131,6 @@ double mean_of(const std::vector<Rep>& v, double Rep::*a) {
   return s / double(v.size());
 }
 
-Row row(const std::string& exp, const std::string& claim, const std::string& metric, double value,
-        const std::string& bound, bool asserted, bool holds, int seeds, double seconds) {
-  Row r;
-  r.experiment = exp;
-  r.claim = claim;
-  r.metric = metric;
-  r.value = value;
-  r.bound = bound;
-  r.asserted = asserted;
-  r.holds = holds;
-  r.seeds = seeds;
-  r.seconds = seconds;
-  return r;
-}
 
 }  // namespace
 
@@ -169,39 +156,41 @@ int main(int argc, char** argv) {
       lr.push_back(r.lambda_ratio);
     }
     std::sort(lr.begin(), lr.end());
-    emit(row(e, "sparse design: realised rare-class proportion as in the paper (0.71 %)", "mean rare proportion (%)",
-             100 * rare, "in [0.55, 0.85]", true, rare >= 0.0055 && rare <= 0.0085, int(R), t));
-    emit(row(e, "PRESTO beats rare-class logistic regression (paper median ratio ~0.55)",
-             "geo-mean MSE ratio PRESTO/Logit", gl, "< 0.80", true, gl < 0.80, int(R), t));
-    emit(row(e, "PRESTO beats proportional odds (paper median ratio ~0.8)", "geo-mean MSE ratio PRESTO/PO", gp,
-             "< 1.00", true, gp < 1.00, int(R), t));
-    emit(row(e, "CV moves lambda* below lambda_max", "replications with lambda* < lambda_max", below, ">= 18 of 20",
-             true, below >= 18, int(R), t));
-    emit(row(e, "every PRESTO fit has in-sample probabilities >= 0", "in-sample rows with a negative probability",
-             double(clamped), "= 0", true, clamped == 0, int(R), t));
-    emit(row(e, "mean in-sample rare-probability MSE, PRESTO (reimplementation ref 3.8e-5 / 4.6e-5)", "MSE PRESTO",
-             mean_of(v, &Rep::presto), "", false, true, int(R), t));
-    emit(row(e, "mean MSE, Logit (ref 8.2e-5 / 9.2e-5)", "MSE Logit", mean_of(v, &Rep::logit), "", false, true, int(R), t));
-    emit(row(e, "mean MSE, PO (ref 6.2e-5 / 6.3e-5)", "MSE PO", mean_of(v, &Rep::po), "", false, true, int(R), t));
-    emit(row(e, "median ratio PRESTO/Logit (paper ~0.55; ref 0.50 / 0.57)", "median MSE ratio PRESTO/Logit",
-             median_ratio(v, &Rep::presto, &Rep::logit), "", false, true, int(R), t));
-    emit(row(e, "median ratio PRESTO/PO (paper ~0.8; ref 0.64 / 0.81)", "median MSE ratio PRESTO/PO",
-             median_ratio(v, &Rep::presto, &Rep::po), "", false, true, int(R), t));
-    emit(row(e, "PRESTO wins against Logit (ref 16/20, 17/20)", "wins of 20", wins(v, &Rep::presto, &Rep::logit), "",
-             false, true, int(R), t));
-    emit(row(e, "PRESTO wins against PO (ref 13/20, 16/20)", "wins of 20", wins(v, &Rep::presto, &Rep::po), "", false,
-             true, int(R), t));
-    emit(row(e, "lambda* / lambda_max (ref 0.013 .. 0.30, median 0.04)", "median lambda*/lambda_max",
-             0.5 * (lr[9] + lr[10]), "", false, true, int(R), t));
+    emit(make_row(e, "sparse design: realised rare-class proportion as in the paper (0.71 %)",
+                  "mean rare proportion (%)", 100 * rare, "in [0.55, 0.85]", true, rare >= 0.0055 && rare <= 0.0085,
+                  int(R), t));
+    emit(make_row(e, "PRESTO beats rare-class logistic regression (paper median ratio ~0.55)",
+                  "geo-mean MSE ratio PRESTO/Logit", gl, "< 0.80", true, gl < 0.80, int(R), t));
+    emit(make_row(e, "PRESTO beats proportional odds (paper median ratio ~0.8)", "geo-mean MSE ratio PRESTO/PO", gp,
+                  "< 1.00", true, gp < 1.00, int(R), t));
+    emit(make_row(e, "CV moves lambda* below lambda_max", "replications with lambda* < lambda_max", below,
+                  ">= 18 of 20", true, below >= 18, int(R), t));
+    emit(make_row(e, "every PRESTO fit has in-sample probabilities >= 0", "in-sample rows with a negative probability",
+                  double(clamped), "= 0", true, clamped == 0, int(R), t));
+    emit(make_row(e, "mean in-sample rare-probability MSE, PRESTO (reimplementation ref 3.8e-5 / 4.6e-5)", "MSE PRESTO",
+                  mean_of(v, &Rep::presto), "", false, true, int(R), t));
+    emit(make_row(e, "mean MSE, Logit (ref 8.2e-5 / 9.2e-5)", "MSE Logit", mean_of(v, &Rep::logit), "", false, true,
+                  int(R), t));
+    emit(make_row(e, "mean MSE, PO (ref 6.2e-5 / 6.3e-5)", "MSE PO", mean_of(v, &Rep::po), "", false, true, int(R), t));
+    emit(make_row(e, "median ratio PRESTO/Logit (paper ~0.55; ref 0.50 / 0.57)", "median MSE ratio PRESTO/Logit",
+                  median_ratio(v, &Rep::presto, &Rep::logit), "", false, true, int(R), t));
+    emit(make_row(e, "median ratio PRESTO/PO (paper ~0.8; ref 0.64 / 0.81)", "median MSE ratio PRESTO/PO",
+                  median_ratio(v, &Rep::presto, &Rep::po), "", false, true, int(R), t));
+    emit(make_row(e, "PRESTO wins against Logit (ref 16/20, 17/20)", "wins of 20", wins(v, &Rep::presto, &Rep::logit),
+                  "", false, true, int(R), t));
+    emit(make_row(e, "PRESTO wins against PO (ref 13/20, 16/20)", "wins of 20", wins(v, &Rep::presto, &Rep::po), "",
+                  false, true, int(R), t));
+    emit(make_row(e, "lambda* / lambda_max (ref 0.013 .. 0.30, median 0.04)", "median lambda*/lambda_max",
+                  0.5 * (lr[9] + lr[10]), "", false, true, int(R), t));
     if (!args.quick) {
       int same = 0;
       for (const auto& r : v) same += r.best_float == r.best ? 1 : 0;
-      emit(row(e, "float and double choose the same lambda*", "replications with equal lambda*", same, "= 20 of 20",
-               true, same == int(R), int(R), t));
-      emit(row(e, "PRESTO-L2 (a = 0, appendix variant)", "geo-mean MSE ratio PRESTO-L2/Logit",
-               geo_mean_ratio(v, &Rep::l2, &Rep::logit), "", false, true, int(R), t));
-      emit(row(e, "PRESTO-L2 against PO", "geo-mean MSE ratio PRESTO-L2/PO", geo_mean_ratio(v, &Rep::l2, &Rep::po), "",
-               false, true, int(R), t));
+      emit(make_row(e, "float and double choose the same lambda*", "replications with equal lambda*", same,
+                    "= 20 of 20", true, same == int(R), int(R), t));
+      emit(make_row(e, "PRESTO-L2 (a = 0, appendix variant)", "geo-mean MSE ratio PRESTO-L2/Logit",
+                    geo_mean_ratio(v, &Rep::l2, &Rep::logit), "", false, true, int(R), t));
+      emit(make_row(e, "PRESTO-L2 against PO", "geo-mean MSE ratio PRESTO-L2/PO", geo_mean_ratio(v, &Rep::l2, &Rep::po),
+                    "", false, true, int(R), t));
     }
   }
   if (!args.quick) {  // P8: dense differences
@@ -212,16 +201,16 @@ int main(int argc, char** argv) {
     const double t = sw.seconds();
     const std::string e = "ordinal/presto_p8";
     const double gl = geo_mean_ratio(v, &Rep::presto, &Rep::logit), gp = geo_mean_ratio(v, &Rep::presto, &Rep::po);
-    emit(row(e, "dense design: realised rare proportion (paper 0.62 %)", "mean rare proportion (%)",
-             100 * mean_of(v, &Rep::rare), "", false, true, int(R), t));
-    emit(row(e, "PRESTO beats Logit on dense differences (paper ~0.45; ref geo-mean 0.38)",
-             "geo-mean MSE ratio PRESTO/Logit", gl, "< 0.60", true, gl < 0.60, int(R), t));
-    emit(row(e, "PRESTO beats PO on dense differences (paper ~0.85; ref 0.81)", "geo-mean MSE ratio PRESTO/PO", gp,
-             "< 1.00", true, gp < 1.00, int(R), t));
-    emit(row(e, "PRESTO wins against Logit (ref 20/20)", "wins of 20",
-             wins(v, &Rep::presto, &Rep::logit), "", false, true, int(R), t));
-    emit(row(e, "PRESTO wins against PO (ref 16/20)", "wins of 20", wins(v, &Rep::presto, &Rep::po), "", false, true,
-             int(R), t));
+    emit(make_row(e, "dense design: realised rare proportion (paper 0.62 %)", "mean rare proportion (%)",
+                  100 * mean_of(v, &Rep::rare), "", false, true, int(R), t));
+    emit(make_row(e, "PRESTO beats Logit on dense differences (paper ~0.45; ref geo-mean 0.38)",
+                  "geo-mean MSE ratio PRESTO/Logit", gl, "< 0.60", true, gl < 0.60, int(R), t));
+    emit(make_row(e, "PRESTO beats PO on dense differences (paper ~0.85; ref 0.81)", "geo-mean MSE ratio PRESTO/PO", gp,
+                  "< 1.00", true, gp < 1.00, int(R), t));
+    emit(make_row(e, "PRESTO wins against Logit (ref 20/20)", "wins of 20", wins(v, &Rep::presto, &Rep::logit), "",
+                  false, true, int(R), t));
+    emit(make_row(e, "PRESTO wins against PO (ref 16/20)", "wins of 20", wins(v, &Rep::presto, &Rep::po), "", false,
+                  true, int(R), t));
   }
   return ok ? 0 : 1;
 }

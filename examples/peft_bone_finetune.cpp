@@ -226,17 +226,7 @@ int main(int argc, char** argv) {
   const double secs = clock.seconds();
   auto emit_row = [&](const std::string& claim, const std::string& metric, double value, const std::string& bound,
                       bool asserted, bool holds) {
-    Row row;
-    row.experiment = exp_id;
-    row.claim = claim;
-    row.metric = metric;
-    row.value = value;
-    row.bound = bound;
-    row.asserted = asserted;
-    row.holds = holds;
-    row.seeds = S;
-    row.seconds = secs;
-    ok = emit(row) && ok;
+    ok = emit(make_row(exp_id, claim, metric, value, bound, asserted, holds, S, secs)) && ok;
   };
 
   // step 0: every adapter equals the frozen model

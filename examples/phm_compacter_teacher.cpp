@@ -256,17 +256,7 @@ int main(int argc, char** argv) {
   bool ok = true;
   auto row = [&](const std::string& claim, const std::string& metric, double value, const std::string& bound,
                  bool asserted, bool holds) {
-    Row r;
-    r.experiment = ex;
-    r.claim = claim;
-    r.metric = metric;
-    r.value = value;
-    r.bound = bound;
-    r.asserted = asserted;
-    r.holds = holds;
-    r.seeds = S;
-    r.seconds = secs;
-    ok = emit(r) && ok;
+    ok = emit(make_row(ex, claim, metric, value, bound, asserted, holds, S, secs)) && ok;
   };
 
   const double d0 = step0_rel(dense), c0 = step0_rel(compacter), p0 = step0_rel(phm_adapter);

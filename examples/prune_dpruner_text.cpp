@@ -297,17 +297,7 @@ int main(int argc, char** argv) {
   bool ok = true;
   auto row = [&](const std::string& claim, const std::string& metric, double value, const std::string& bound,
                  bool asserted, bool holds) {
-    Row r;
-    r.experiment = exp;
-    r.claim = claim;
-    r.metric = metric;
-    r.value = value;
-    r.bound = bound;
-    r.asserted = asserted && !large;
-    r.holds = holds;
-    r.seeds = n;
-    r.seconds = secs;
-    ok = emit(r) && ok;
+    ok = emit(make_row(exp, claim, metric, value, bound, asserted && !large, holds, n, secs)) && ok;
   };
   for (int m = 0; m < n_methods; ++m) {
     row(std::string(method_name[m]) + " (" + setup + ")", "general test loss (nats/symbol), mean", mg[std::size_t(m)], "",

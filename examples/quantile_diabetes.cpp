@@ -238,17 +238,7 @@ int main(int argc, char** argv) {
   bool ok = true;
   auto row = [&](const std::string& id, const std::string& claim, const std::string& metric, double value,
                  const std::string& bound, bool asserted, bool holds) {
-    Row r;
-    r.experiment = "quantile/diabetes" + id;
-    r.claim = claim;
-    r.metric = metric;
-    r.value = value;
-    r.bound = bound;
-    r.asserted = asserted;
-    r.holds = holds;
-    r.seeds = R;
-    r.seconds = secs;
-    ok = emit(r) && ok;
+    ok = emit(make_row("quantile/diabetes" + id, claim, metric, value, bound, asserted, holds, R, secs)) && ok;
   };
   const std::string splits = std::to_string(R);
   row(" A1", "sort and isotonic never increase the pinball score of a row (theorem)",

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace weft_examples {
@@ -30,6 +31,22 @@ struct Row {
   int seeds = 1;
   double seconds = 0;
 };
+
+/// A row with every field given; asserted = false makes it a report row (holds is then unused).
+inline Row make_row(std::string experiment, std::string claim, std::string metric, double value, std::string bound,
+                    bool asserted, bool holds, int seeds, double seconds) {
+  Row r;
+  r.experiment = std::move(experiment);
+  r.claim = std::move(claim);
+  r.metric = std::move(metric);
+  r.value = value;
+  r.bound = std::move(bound);
+  r.asserted = asserted;
+  r.holds = holds;
+  r.seeds = seeds;
+  r.seconds = seconds;
+  return r;
+}
 
 inline std::string verdict(const Row& r) { return !r.asserted ? "report" : (r.holds ? "holds" : "fails"); }
 
