@@ -12,6 +12,8 @@
 #include "support/test_util.hpp"
 #include "weft/core/autograd.hpp"
 
+namespace weft_unit_core_grad_check_test {
+
 using weft::index_t;
 using weft::Shape;
 using weft::Tape;
@@ -179,3 +181,5 @@ TEST_CASE("core/autograd/grad_check: bad inputs and options are errors") {
   auto shifty = [&calls](auto&, const auto& x) { return calls++ == 0 ? x[0] : weft::sum(x[0]); };
   WEFT_CHECK_FAILS(weft::grad_check(shifty, {ok}), weft::ShapeError, "grad_check");
 }
+
+}  // namespace weft_unit_core_grad_check_test

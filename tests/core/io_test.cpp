@@ -19,6 +19,8 @@
 #include "weft/core/io/csv.hpp"
 #include "weft/core/io/npy.hpp"
 
+namespace weft_unit_core_io_test {
+
 namespace fs = std::filesystem;
 using weft::index_t;
 using weft::Shape;
@@ -658,3 +660,5 @@ TEST_CASE("core/data: data_path honours WEFT_DATA_DIR and names the places searc
   set_env("WEFT_DATA_DIR", old ? saved.c_str() : nullptr);
   CHECK(fs::equivalent(weft::data_path("digits.csv"), fs::path(WEFT_DATA_DIR) / "digits.csv"));
 }
+
+}  // namespace weft_unit_core_io_test

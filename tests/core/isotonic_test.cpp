@@ -13,6 +13,8 @@
 #include "weft/core/ops/isotonic.hpp"
 #include "weft/core/parallel.hpp"
 
+namespace weft_unit_core_isotonic_test {
+
 using weft::Shape;
 using weft::Tensor;
 using weft::index_t;
@@ -246,3 +248,5 @@ TEST_CASE("core/isotonic: checked tensor functions and bad input") {
   CHECK_THROWS_WITH_AS(ops::isotonic_weighted(q, Tensor<double>::from_values({1, -1, 1, 1}, Shape{4})),
                        doctest::Contains("expected positive finite weights"), weft::ValueError);
 }
+
+}  // namespace weft_unit_core_isotonic_test

@@ -10,6 +10,8 @@
 #include "core/ops_common.hpp"
 #include "weft/core/autograd/functions/arith.hpp"
 
+namespace weft_unit_core_ops_arith_test {
+
 using weft::Shape;
 using weft::Tensor;
 using weft::index_t;
@@ -361,3 +363,5 @@ TEST_CASE("core/ops/arith: division by zero follows IEEE") {
   auto r = 1.0 / z;
   CHECK(r.value().flat(0) == INFINITY);
 }
+
+}  // namespace weft_unit_core_ops_arith_test

@@ -8,6 +8,8 @@
 #include "core/ops_common.hpp"
 #include "weft/core/autograd/functions/linalg.hpp"
 
+namespace weft_unit_core_ops_linalg_test {
+
 using weft::Shape;
 using weft::Tensor;
 using weft::index_t;
@@ -402,3 +404,5 @@ TEST_CASE("core/ops/linalg: operands on different tapes are refused with ConfigE
   CHECK(wt::refuses_other_tape([&] { return weft::linear(x4, x4, b); }));
   CHECK(wt::identical(a, Tensor<double>::ones({2, 2})));
 }
+
+}  // namespace weft_unit_core_ops_linalg_test

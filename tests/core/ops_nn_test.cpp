@@ -10,6 +10,8 @@
 #include "core/ops_common.hpp"
 #include "weft/core/autograd/functions/nn.hpp"
 
+namespace weft_unit_core_ops_nn_test {
+
 using weft::Reduction;
 using weft::Shape;
 using weft::Tensor;
@@ -579,3 +581,5 @@ TEST_CASE("core/ops/nn: layer_norm, cross_entropy and mse refuse Vars from diffe
   CHECK(refuses([](auto& a, auto& b, auto&) { return weft::mse(a, b); }));
   CHECK(wt::identical(z, Tensor<double>::from_values({1, 2, 3, 4, 6, 5}, {2, 3})));
 }
+
+}  // namespace weft_unit_core_ops_nn_test

@@ -10,6 +10,8 @@
 #include "core/ops_common.hpp"
 #include "weft/core/autograd/functions/reduce.hpp"
 
+namespace weft_unit_core_ops_reduce_test {
+
 using weft::Shape;
 using weft::Tensor;
 using weft::index_t;
@@ -282,3 +284,5 @@ TEST_CASE("core/ops/reduce: the sum kernel is exact on integers on both of its p
   CHECK(weft::ops::reduced_shape(Shape{2, 3, 4}, 1, true) == Shape{2, 1, 4});
   CHECK(weft::ops::reduced_shape(Shape{5}, 0, false) == Shape{});
 }
+
+}  // namespace weft_unit_core_ops_reduce_test

@@ -9,6 +9,8 @@
 #include "core/ops_common.hpp"
 #include "weft/core/autograd/functions/shape.hpp"
 
+namespace weft_unit_core_ops_shape_test {
+
 using weft::Shape;
 using weft::Tensor;
 using weft::index_t;
@@ -438,3 +440,5 @@ TEST_CASE("core/ops/shape: concat of Vars from different tapes is refused with C
   auto x = t1.variable(iota({2, 2})), y = t2.variable(iota({2, 2}));
   CHECK(wt::refuses_other_tape([&] { return weft::concat(std::vector<weft::Var<double>>{x, y}, 0); }));
 }
+
+}  // namespace weft_unit_core_ops_shape_test

@@ -14,6 +14,8 @@
 #include "weft/core/autograd/functions/arith.hpp"
 #include "weft/core/autograd/functions/unary.hpp"
 
+namespace weft_unit_core_ops_unary_test {
+
 using weft::Shape;
 using weft::Tensor;
 using weft::index_t;
@@ -313,3 +315,5 @@ TEST_CASE("core/ops/unary: empty tensors, empty and stale Vars") {
   CHECK(tape.size() == 0);
   CHECK(wt::identical(x, Tensor<double>::vector_of({1.0, 2.0})));
 }
+
+}  // namespace weft_unit_core_ops_unary_test

@@ -15,6 +15,8 @@
 #include "weft/core/rng.hpp"
 #include "weft/core/shape.hpp"
 
+namespace weft_unit_core_shape_rng_test {
+
 using weft::index_t;
 using weft::Rng;
 using weft::Shape;
@@ -506,3 +508,5 @@ TEST_CASE("core/shape: extents whose product overflows are a ShapeError") {
   // 2^61 elements fit an index but not a byte count: a ValueError before allocating
   CHECK_THROWS_AS(weft::Tensor<double>(weft::Shape{weft::index_t(1) << 61}), weft::ValueError);
 }
+
+}  // namespace weft_unit_core_shape_rng_test

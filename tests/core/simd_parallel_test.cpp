@@ -30,10 +30,13 @@
 #include <vector>
 
 #include "core/core_test_helpers.hpp"
+#include "support/test_util.hpp"
 #include "weft/core/ops/elementwise.hpp"
 #include "weft/core/parallel.hpp"
 #include "weft/core/rng.hpp"
 #include "weft/core/simd/simd.hpp"
+
+namespace weft_unit_core_simd_parallel_test {
 
 using weft::index_t;
 namespace ops = weft::ops;
@@ -310,11 +313,7 @@ TEST_CASE("core/simd: complex tensors take the scalar body") {
 
 namespace {
 
-/// Restores the thread count when a test ends.
-struct ThreadCountGuard {
-  int saved = weft::num_threads();
-  ~ThreadCountGuard() { weft::set_num_threads(saved); }
-};
+using weft::test::ThreadCountGuard;
 
 struct Chunks {
   std::mutex m;
@@ -476,3 +475,5 @@ TEST_CASE("core/parallel: set_num_threads checks its argument") {
   CHECK(weft::num_threads() == 1);
 #endif
 }
+
+}  // namespace weft_unit_core_simd_parallel_test

@@ -15,6 +15,8 @@
 #include "support/test_util.hpp"
 #include "weft/core/autograd.hpp"
 
+namespace weft_unit_core_tape_test {
+
 using weft::index_t;
 using weft::Parameter;
 using weft::Shape;
@@ -598,3 +600,5 @@ TEST_CASE("core/autograd/tape: complex tapes use the holomorphic convention") {
   const C g = z.grad().item();
   CHECK(std::abs(g - 3.0 * z0 * z0) < 1e-14);
 }
+
+}  // namespace weft_unit_core_tape_test

@@ -14,6 +14,8 @@
 #include "support/test_util.hpp"
 #include "weft/core/tensor.hpp"
 
+namespace weft_unit_core_tensor_test {
+
 using weft::index_t;
 using weft::Shape;
 using weft::Tensor;
@@ -602,3 +604,5 @@ TEST_CASE("core/error: WEFT_CHECK raises the requested kind with the composed me
   CHECK_THROWS_AS(check(0), weft::ShapeError);
   weft::set_error_handler(nullptr);  // restores the default
 }
+
+}  // namespace weft_unit_core_tensor_test

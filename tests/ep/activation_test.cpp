@@ -5,6 +5,8 @@
 
 #include <complex>
 
+namespace weft_unit_ep_activation_test {
+
 using namespace weft;
 using ep_test::ThreadCountGuard;
 
@@ -144,3 +146,5 @@ TEST_CASE("ep/activation: planes may alias the input") {
   CHECK(re == r);
   CHECK(im == i);
 }
+
+}  // namespace weft_unit_ep_activation_test

@@ -15,10 +15,7 @@ namespace ep_test {
 
 using namespace weft;
 
-struct ThreadCountGuard {
-  int saved = weft::num_threads();
-  ~ThreadCountGuard() { weft::set_num_threads(saved); }
-};
+using weft::test::ThreadCountGuard;
 
 /// A batch: x ~ N(0, 1), labels uniform in [0, classes).
 template <class Real>

@@ -4,6 +4,8 @@
 // plus agreement with the per-sample reference and bad input.
 #include "ep/ep_test_util.hpp"
 
+namespace weft_unit_ep_estimators_test {
+
 using namespace weft;
 using ep_test::Setup;
 using ep_test::tight_hep;
@@ -179,3 +181,5 @@ TEST_CASE("ep/estimators: bad input") {
   o.N = 0;
   CHECK_THROWS_AS(ep::reference::hep_error(s.net, s.batch.X, s.batch.y, s.u0, o), ValueError);
 }
+
+}  // namespace weft_unit_ep_estimators_test

@@ -6,6 +6,8 @@
 
 #include "weft/core/autograd.hpp"
 
+namespace weft_unit_ep_homeostasis_test {
+
 using namespace weft;
 using ep_test::Setup;
 
@@ -149,3 +151,5 @@ TEST_CASE("ep/homeostasis: the gradient is added with lambda to W_l and B_l (l >
   wrong.layers.pop_back();
   CHECK_THROWS_AS(ep::homeostasis_gradient(s.net, wrong), ShapeError);
 }
+
+}  // namespace weft_unit_ep_homeostasis_test

@@ -3,6 +3,8 @@
 // configurations.
 #include "ep/ep_test_util.hpp"
 
+namespace weft_unit_ep_net_test {
+
 using namespace weft;
 
 TEST_CASE("ep/net: shapes, parameter order and names") {
@@ -130,3 +132,5 @@ TEST_CASE("ep/net: bad configurations") {
   net2.W[1].value().flat(0) = std::nan("");
   CHECK_THROWS_AS(ep::weight_angle_deg(net2), ValueError);
 }
+
+}  // namespace weft_unit_ep_net_test

@@ -4,6 +4,8 @@
 // differences of <xi, F>, and e = J_r^-1 J_r^T delta.
 #include "ep/ep_test_util.hpp"
 
+namespace weft_unit_ep_rbp_test {
+
 using namespace weft;
 using ep_test::Setup;
 
@@ -183,3 +185,5 @@ TEST_CASE("ep/rbp: bad input") {
   std::vector<Tensor<double>> a(1, Tensor<double>(Shape{2})), b(1, Tensor<double>(Shape{3}));
   CHECK_THROWS_AS(ep::gradient_cosine(a, b), ShapeError);
 }
+
+}  // namespace weft_unit_ep_rbp_test

@@ -6,6 +6,8 @@
 
 #include <complex>
 
+namespace weft_unit_ep_relax_test {
+
 using namespace weft;
 using ep_test::Setup;
 using ep_test::ThreadCountGuard;
@@ -222,3 +224,5 @@ TEST_CASE("ep/relax: bad input") {
   CHECK_THROWS_AS(ep::free_phase(s.net, Xn, f, o), ValueError);
   CHECK(f.layers.empty());
 }
+
+}  // namespace weft_unit_ep_relax_test

@@ -3,6 +3,8 @@
 // counts its steps, evaluation counts diverged samples as errors, and bad input.
 #include "ep/ep_test_util.hpp"
 
+namespace weft_unit_ep_train_test {
+
 using namespace weft;
 using ep_test::Setup;
 
@@ -140,3 +142,5 @@ TEST_CASE("ep/train: bad input") {
   CHECK_THROWS_AS(ep::train_step(s.net, opt, X, s.batch.y, quick_options(ep::Estimator::hep), rng), ValueError);
   CHECK(test::compare(s.net.parameters()[1].value(), before, 0).ok);
 }
+
+}  // namespace weft_unit_ep_train_test

@@ -13,6 +13,8 @@
 #include "weft/incremental/model.hpp"
 #include "weft/nn/optim.hpp"
 
+namespace weft_unit_incremental_align_test {
+
 using namespace weft;
 
 #define WEFT_INC_FAILS(expr, type, func) CHECK_THROWS_WITH_AS(expr, doctest::Contains("weft::" func ": "), type)
@@ -171,3 +173,5 @@ TEST_CASE("incremental/align: bad input leaves the head unchanged") {
   incremental::ExpandableHead<double> empty;
   WEFT_INC_FAILS(incremental::weight_align(empty, 1), ConfigError, "incremental::weight_align");
 }
+
+}  // namespace weft_unit_incremental_align_test

@@ -12,6 +12,8 @@
 #include "weft/core/autograd/grad_check.hpp"
 #include "weft/incremental/distill.hpp"
 
+namespace weft_unit_incremental_distill_test {
+
 using namespace weft;
 
 #define WEFT_INC_FAILS(expr, type, func) CHECK_THROWS_WITH_AS(expr, doctest::Contains("weft::" func ": "), type)
@@ -151,3 +153,5 @@ TEST_CASE("incremental/distill: bad input") {
   WEFT_INC_FAILS(incremental::soft_targets(Tensor<double>(Shape{3}), 2.0), ShapeError, "incremental::soft_targets");
   WEFT_INC_FAILS(incremental::soft_targets(b.teacher, -1.0), ValueError, "incremental::soft_targets");
 }
+
+}  // namespace weft_unit_incremental_distill_test

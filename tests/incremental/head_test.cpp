@@ -12,6 +12,8 @@
 #include "weft/incremental/head.hpp"
 #include "weft/incremental/model.hpp"
 
+namespace weft_unit_incremental_head_test {
+
 using namespace weft;
 using incremental::ExpandableHead;
 using incremental::HeadOptions;
@@ -149,3 +151,5 @@ TEST_CASE("incremental/head: bad input raises before anything changes") {
   WEFT_INC_FAILS(incremental::ReluFeatures<float>({4}, rng), ShapeError, "incremental::ReluFeatures");
   WEFT_INC_FAILS(incremental::ReluFeatures<float>({4, 0}, rng), ShapeError, "incremental::ReluFeatures");
 }
+
+}  // namespace weft_unit_incremental_head_test

@@ -11,6 +11,8 @@
 #include "weft/incremental/learner.hpp"
 #include "weft/incremental/model.hpp"
 
+namespace weft_unit_incremental_learner_test {
+
 using namespace weft;
 
 #define WEFT_INC_FAILS(expr, type, func) CHECK_THROWS_WITH_AS(expr, doctest::Contains("weft::" func ": "), type)
@@ -220,3 +222,5 @@ TEST_CASE("incremental/learner: bad input raises before anything changes") {
   auto fresh = incremental::make_learner<double>(make_net(), small_options());
   WEFT_INC_FAILS(fresh.predict(test.x), ConfigError, "incremental::ClassIncrementalLearner::predict");
 }
+
+}  // namespace weft_unit_incremental_learner_test

@@ -10,6 +10,8 @@
 #include "support/test_util.hpp"
 #include "weft/incremental/memory.hpp"
 
+namespace weft_unit_incremental_memory_test {
+
 using namespace weft;
 using incremental::ExemplarMemory;
 
@@ -137,3 +139,5 @@ TEST_CASE("incremental/memory: bad input") {
   CHECK(mem.size() == 4);
   CHECK(mem.classes() == 1);
 }
+
+}  // namespace weft_unit_incremental_memory_test

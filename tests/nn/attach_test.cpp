@@ -16,6 +16,8 @@
 #include "weft/nn/linear.hpp"
 #include "weft/nn/optim.hpp"
 
+namespace weft_unit_nn_attach_test {
+
 using namespace weft;
 using weft::nn_test::contract;
 using weft::nn_test::param_grad_check;
@@ -627,3 +629,5 @@ TEST_CASE("nn/find_linears: every Linear once, with its dotted name, in visit or
   CHECK(self[0].first.empty());
   CHECK(self[0].second == &alone);
 }
+
+}  // namespace weft_unit_nn_attach_test

@@ -12,6 +12,8 @@
 #include "weft/nn/attention.hpp"
 #include "weft/nn/vit.hpp"
 
+namespace weft_unit_nn_attention_test {
+
 using namespace weft;
 using weft::nn_test::contract;
 using weft::nn_test::param_grad_check;
@@ -337,3 +339,5 @@ TEST_CASE("nn/vit: bad configurations and input shapes are errors naming the fun
   nn::TinyViT<double> empty;
   WEFT_NN_CHECK_FAILS(empty(img), ConfigError, "nn::TinyViT::forward");
 }
+
+}  // namespace weft_unit_nn_attention_test

@@ -14,6 +14,8 @@
 #include "weft/nn/module.hpp"
 #include "weft/nn/optim.hpp"
 
+namespace weft_unit_nn_modules_test {
+
 using namespace weft;
 using weft::nn_test::contract;
 using weft::nn_test::param_grad_check;
@@ -416,3 +418,5 @@ TEST_CASE("nn/module: wrong input width is a ShapeError, inputs untouched") {
   CHECK_THROWS_WITH_AS(lin(tape.constant(x)), doctest::Contains("weft::nn::Linear::forward: expected input of shape (..., 4), got (2, 5)"), ShapeError);
   CHECK(snap.unchanged());
 }
+
+}  // namespace weft_unit_nn_modules_test

@@ -21,6 +21,8 @@
 #include "weft/nn/optim.hpp"
 #include "weft/nn/schedule.hpp"
 
+namespace weft_unit_nn_optim_test {
+
 using namespace weft;
 
 namespace {
@@ -576,3 +578,5 @@ TEST_CASE("nn/optim: invalid options are errors naming the optimiser") {
   CHECK(opt.lr_factor() == 1.0);
   CHECK(opt.base_lr() == 0.01);
 }
+
+}  // namespace weft_unit_nn_optim_test

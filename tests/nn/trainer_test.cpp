@@ -14,6 +14,8 @@
 #include "weft/nn/linear.hpp"
 #include "weft/nn/trainer.hpp"
 
+namespace weft_unit_nn_trainer_test {
+
 using namespace weft;
 
 namespace {
@@ -412,3 +414,5 @@ TEST_CASE("nn/trainer: a trainer can fit again after a step threw") {
   CHECK(s.steps == 2);
   CHECK(ll.w.value()(0) == doctest::Approx(-0.02));  // two clean steps of lr 0.01, gradient 1
 }
+
+}  // namespace weft_unit_nn_trainer_test

@@ -12,6 +12,8 @@
 #include "weft/ordinal/datasets.hpp"
 #include "weft/ordinal/presto.hpp"
 
+namespace weft_unit_ordinal_baselines_test {
+
 using namespace weft;
 
 TEST_CASE("ordinal/baselines: proportional odds on MASS::housing matches R's polr") {
@@ -138,3 +140,5 @@ TEST_CASE("ordinal/model: Brier score and binned calibration MSE on hand-compute
   }
   CHECK(ordinal::binned_calibration_mse(pred, rare) == doctest::Approx(expect / 20));
 }
+
+}  // namespace weft_unit_ordinal_baselines_test

@@ -16,6 +16,8 @@
 #include "weft/ordinal/presto.hpp"
 #include "weft/ordinal/simulate.hpp"
 
+namespace weft_unit_ordinal_edge_cases_test {
+
 using namespace weft;
 
 TEST_CASE("ordinal/edge: an absent class is a ValueError naming the class; K < 2 is a ValueError") {
@@ -204,3 +206,5 @@ TEST_CASE("ordinal/edge: simulation guards and data loaders") {
   CHECK(counts == std::vector<int>{147, 168, 113, 14});
   CHECK(dia.x.dim(1) == 10);
 }
+
+}  // namespace weft_unit_ordinal_edge_cases_test

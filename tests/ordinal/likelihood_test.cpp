@@ -21,6 +21,8 @@
 #include "weft/ordinal/presto.hpp"
 #include "weft/ordinal/simulate.hpp"
 
+namespace weft_unit_ordinal_likelihood_test {
+
 using namespace weft;
 
 namespace {
@@ -254,3 +256,5 @@ TEST_CASE("ordinal/likelihood: cumulative_nll is +inf with NaN gradient where et
   Var<double> s3 = t2.variable(Tensor<double>(Shape{1, 3}));
   CHECK_THROWS_AS(ordinal::cumulative_nll(a2, s3, d.x, d.y), ShapeError);
 }
+
+}  // namespace weft_unit_ordinal_likelihood_test

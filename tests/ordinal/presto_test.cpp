@@ -14,6 +14,8 @@
 #include "weft/ordinal/presto.hpp"
 #include "weft/ordinal/simulate.hpp"
 
+namespace weft_unit_ordinal_presto_test {
+
 using namespace weft;
 
 namespace {
@@ -243,3 +245,5 @@ TEST_CASE("ordinal/presto: float and double choose the same lambda* on the P7 de
     CHECK(double(b.fit.model.coef(0, 2)) == doctest::Approx(a.fit.model.coef(0, 2)).epsilon(1e-3).scale(1e-3));
   }
 }
+
+}  // namespace weft_unit_ordinal_presto_test

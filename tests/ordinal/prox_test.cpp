@@ -10,6 +10,8 @@
 #include "support/test_util.hpp"
 #include "weft/core/ops/prox.hpp"
 
+namespace weft_unit_ordinal_prox_test {
+
 using namespace weft;
 
 TEST_CASE_TEMPLATE("core/prox: soft-thresholding values", T, float, double) {
@@ -64,3 +66,5 @@ TEST_CASE_TEMPLATE("core/prox: array forms match the scalar formula, scalar vs S
   ops::soft_threshold(s.data(), s.data(), n, T(0.5));
   CHECK(test::identical(r, s));
 }
+
+}  // namespace weft_unit_ordinal_prox_test

@@ -9,6 +9,8 @@
 #include "peft/peft_test_util.hpp"
 #include "weft/peft/merge.hpp"
 
+namespace weft_unit_peft_bone_test {
+
 using namespace weft;
 using weft::nn_test::contract;
 using weft::nn_test::param_grad_check;
@@ -253,3 +255,5 @@ TEST_CASE("peft/bone: bad shard sizes and dropout options are rejected") {
   auto s = peft::add_bone_shared(lin, nz, rng);
   CHECK(s->M().value().array().abs().maxCoeff() > 0);
 }
+
+}  // namespace weft_unit_peft_bone_test

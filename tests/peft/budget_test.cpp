@@ -9,6 +9,8 @@
 #include "weft/peft/model.hpp"
 #include "weft/peft/budget.hpp"
 
+namespace weft_unit_peft_budget_test {
+
 using namespace weft;
 
 TEST_CASE("peft/budget: LLaMA2-7B counts from shapes alone (spec 10.1.6)") {
@@ -68,3 +70,5 @@ TEST_CASE("peft/budget: invalid ranks are errors") {
                       "peft::equal_budget_rank");
   WEFT_NN_CHECK_FAILS(peft::llama_shapes(0, 1, 1), ValueError, "peft::llama_shapes");
 }
+
+}  // namespace weft_unit_peft_budget_test

@@ -8,6 +8,8 @@
 #include "weft/core/parallel.hpp"
 #include "weft/peft/kernels.hpp"
 
+namespace weft_unit_peft_kernels_test {
+
 using namespace weft;
 
 namespace {
@@ -119,3 +121,5 @@ TEST_CASE("peft/kernels: tile_add is the adjoint of chunk_sum") {
     CHECK((cs.array() * s.array()).sum() == doctest::Approx((x.array() * ts.array()).sum()).epsilon(1e-12));
   }
 }
+
+}  // namespace weft_unit_peft_kernels_test

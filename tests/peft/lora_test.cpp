@@ -11,6 +11,8 @@
 #include "weft/nn/attention.hpp"
 #include "weft/peft/merge.hpp"
 
+namespace weft_unit_peft_lora_test {
+
 using namespace weft;
 using weft::nn_test::contract;
 using weft::nn_test::param_grad_check;
@@ -175,3 +177,5 @@ TEST_CASE("peft/lora: bad input is rejected and leaves the layer unchanged") {
   CHECK(peft::merge(lin) == 1);
   CHECK(peft::merge(lin) == 0);
 }
+
+}  // namespace weft_unit_peft_lora_test

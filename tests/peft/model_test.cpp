@@ -14,6 +14,8 @@
 #include "weft/nn/layers.hpp"
 #include "weft/peft/merge.hpp"
 
+namespace weft_unit_peft_model_test {
+
 using namespace weft;
 using weft::peft_test::equal_values;
 using weft::peft_test::forward_value;
@@ -224,3 +226,5 @@ TEST_CASE("peft/model: dropout follows set_training over the whole model") {
   CHECK(equal_values(recorded(), clean));
   for (auto& a : att.adapters) CHECK_FALSE(a.adapter->training());
 }
+
+}  // namespace weft_unit_peft_model_test

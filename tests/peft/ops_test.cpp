@@ -9,6 +9,8 @@
 #include "weft/core/autograd/functions/linalg.hpp"
 #include "weft/peft/ops.hpp"
 
+namespace weft_unit_peft_ops_test {
+
 using namespace weft;
 
 namespace {
@@ -124,3 +126,5 @@ TEST_CASE("peft/ops: bad input is rejected before anything is computed") {
   WEFT_NN_CHECK_FAILS(peft::block_affine(w2, t.constant(Tensor<double>(Shape{3, 4, 4}))), ShapeError,
                       "peft::block_affine");
 }
+
+}  // namespace weft_unit_peft_ops_test

@@ -9,6 +9,8 @@
 #include "peft/peft_test_util.hpp"
 #include "weft/peft/merge.hpp"
 
+namespace weft_unit_peft_pissa_olora_test {
+
 using namespace weft;
 using weft::peft_test::forward_value;
 using weft::peft_test::max_rel_diff;
@@ -183,3 +185,5 @@ TEST_CASE("peft/pissa: bad input (non-finite base, plain adapters) leaves the we
   WEFT_NN_CHECK_FAILS(peft::convert_to_lora(p), ConfigError, "peft::convert_to_lora");
   CHECK(ps.unchanged());
 }
+
+}  // namespace weft_unit_peft_pissa_olora_test

@@ -15,6 +15,8 @@
 #include "weft/phm/adapter.hpp"
 #include "weft/phm/count.hpp"
 
+namespace weft_unit_phm_adapter_test {
+
 using namespace weft;
 using weft::nn_test::param_grad_check;
 using weft::phm_test::check_scaled;
@@ -216,3 +218,5 @@ TEST_CASE("phm/adapter: bad configurations raise ConfigError naming the numbers"
   ms.blocks = 0;
   WEFT_PHM_CHECK_FAILS(phm::count_parameters(ms, c), ConfigError, "phm::count_parameters");
 }
+
+}  // namespace weft_unit_phm_adapter_test

@@ -14,6 +14,8 @@
 #include "weft/core/autograd/grad_check.hpp"
 #include "weft/phm/functional.hpp"
 
+namespace weft_unit_phm_functional_test {
+
 using namespace weft;
 using weft::phm_test::check_scaled;
 using weft::phm_test::reference_kron_sum;
@@ -235,3 +237,5 @@ TEST_CASE("phm/functional: bad shapes raise ShapeError naming the op, inputs unc
   CHECK(phm::phm_product(X, VA, VB, Vb).shape() == Shape{3, 6});
   CHECK(phm::lphm_product(X, VA, VS, VT, Vb).shape() == Shape{3, 6});
 }
+
+}  // namespace weft_unit_phm_functional_test

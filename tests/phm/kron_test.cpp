@@ -12,16 +12,15 @@
 #include "weft/core/ops/thin_gemm.hpp"
 #include "weft/core/parallel.hpp"
 
+namespace weft_unit_phm_kron_test {
+
 using namespace weft;
 using weft::phm_test::check_scaled;
 using weft::phm_test::reference_kron_sum;
 
 namespace {
 
-struct ThreadCountGuard {
-  int saved = weft::num_threads();
-  ~ThreadCountGuard() { weft::set_num_threads(saved); }
-};
+using weft::test::ThreadCountGuard;
 
 template <class T>
 double tol() {
@@ -261,3 +260,5 @@ TEST_CASE("phm/kron: thin products, 1 and 2 threads give the same bits") {
   }
   for (std::size_t i = 0; i < 3; ++i) CHECK_MESSAGE(test::identical(res[0][i], res[1][i]), "output ", i);
 }
+
+}  // namespace weft_unit_phm_kron_test

@@ -14,6 +14,8 @@
 #include "weft/nn/optim.hpp"
 #include "weft/phm/layer.hpp"
 
+namespace weft_unit_phm_layer_test {
+
 using namespace weft;
 using weft::nn_test::param_grad_check;
 using weft::phm_test::check_scaled;
@@ -354,3 +356,5 @@ TEST_CASE("phm/layer: bad configurations and inputs raise clear errors") {
   Tensor<double> w(Shape{4, 0, 2});
   WEFT_PHM_CHECK_FAILS(phm::init_phm_weight(w, phm::WeightInit::normal, 1e-4, rng), ShapeError, "phm::init_phm_weight");
 }
+
+}  // namespace weft_unit_phm_layer_test

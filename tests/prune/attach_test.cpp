@@ -18,6 +18,8 @@
 #include "weft/prune/mask.hpp"
 #include "weft/prune/scores.hpp"
 
+namespace weft_unit_prune_attach_test {
+
 using namespace weft;
 using namespace weft::prune;
 
@@ -194,3 +196,5 @@ TEST_CASE("prune/calibration: hooks collect the inputs each Linear's product saw
   HessianStats<double> empty(5);
   WEFT_PRUNE_CHECK_FAILS(obs_diag_importance(model.layers[0].weight.value(), empty), ShapeError, "prune::HessianStats::hessian");
 }
+
+}  // namespace weft_unit_prune_attach_test

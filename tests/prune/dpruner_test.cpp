@@ -16,6 +16,8 @@
 #include "weft/nn/optim.hpp"
 #include "weft/prune/dpruner.hpp"
 
+namespace weft_unit_prune_dpruner_test {
+
 using namespace weft;
 using namespace weft::prune;
 using weft::prune_test::ThreadCountGuard;
@@ -242,3 +244,5 @@ TEST_CASE("prune/dpruner: bad input") {
   WEFT_PRUNE_CHECK_FAILS(dual_importance_pass(model, {model.layers[0].weight}, {Tensor<double>(Shape{2, 3})}, 4, loss, dp),
                          ValueError, "prune::dual_importance_pass");
 }
+
+}  // namespace weft_unit_prune_dpruner_test

@@ -13,6 +13,8 @@
 
 #include <Eigen/LU>  // the dense inverse of the reference (after a weft header: GCC 12 warnings)
 
+namespace weft_unit_prune_hessian_test {
+
 using namespace weft;
 using namespace weft::prune;
 using weft::prune_test::ThreadCountGuard;
@@ -235,3 +237,5 @@ TEST_CASE("prune/hessian: bad input") {
   o.n_of_m = true;  // 3 columns are not a multiple of 4
   WEFT_PRUNE_CHECK_FAILS(sparsegpt_prune(w, h, o), ShapeError, "prune::sparsegpt_prune");
 }
+
+}  // namespace weft_unit_prune_hessian_test

@@ -12,23 +12,16 @@
 #include "weft/prune/kernels.hpp"
 #include "weft/prune/scores.hpp"
 
+namespace weft_unit_prune_kernels_test {
+
 using namespace weft;
 using namespace weft::prune;
 using weft::prune_test::ThreadCountGuard;
 
 namespace {
 
-template <class T>
-std::vector<T> uniform(index_t n, double lo, double hi, Rng& rng) {
-  std::vector<T> v(static_cast<std::size_t>(n));
-  for (auto& x : v) x = T(rng.uniform(lo, hi));
-  return v;
-}
-
-template <class T>
-bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), sizeof(T) * a.size()) == 0;
-}
+using weft::test::same_bits;
+using weft::test::uniform_vector;
 
 template <class T>
 bool close(const std::vector<T>& a, const std::vector<double>& ref, double rtol) {
@@ -46,7 +39,8 @@ double tol() {
 /// double references.
 template <class T>
 void check_kernels(index_t n, Rng& rng) {
-  const std::vector<T> w = uniform<T>(n, -2, 2, rng), g = uniform<T>(n, -1, 1, rng), h = uniform<T>(n, 0, 3, rng);
+  const std::vector<T> w = uniform_vector<T>(n, -2, 2, rng), g = uniform_vector<T>(n, -1, 1, rng),
+                       h = uniform_vector<T>(n, 0, 3, rng);
   std::vector<T> keep(w.size());
   for (auto& k : keep) k = rng.uniform() < 0.5 ? T(0) : T(1);
   std::vector<T> a(w.size()), b(w.size());
@@ -112,7 +106,7 @@ void check_kernels(index_t n, Rng& rng) {
   // row-broadcast kernels on a (rows x cols) view of the first rows * cols elements
   const index_t cols = 7 + n % 13, rows = n / cols;
   if (rows > 0) {
-    const std::vector<T> c = uniform<T>(cols, 0, 2, rng);
+    const std::vector<T> c = uniform_vector<T>(cols, 0, 2, rng);
     std::vector<T> sa(std::size_t(rows * cols)), sb(sa.size());
     col_scaled_abs(w.data(), c.data(), sa.data(), rows, cols);
     for (index_t r = 0; r < rows; ++r) col_scaled_abs_scalar(w.data() + r * cols, c.data(), sb.data() + r * cols, cols);
@@ -141,8 +135,8 @@ TEST_CASE("prune/kernels: 1 and 2 threads give the same bits") {
   ThreadCountGuard guard;
   Rng rng(12);
   const index_t n = 300001;
-  const std::vector<float> w = uniform<float>(n, -2, 2, rng), g = uniform<float>(n, -1, 1, rng),
-                           h = uniform<float>(n, 0, 1, rng);
+  const std::vector<float> w = uniform_vector<float>(n, -2, 2, rng), g = uniform_vector<float>(n, -1, 1, rng),
+                           h = uniform_vector<float>(n, 0, 1, rng);
   auto run = [&](int threads) {
     set_num_threads(threads);
     std::vector<float> s(w.size()), imp(w.size(), 0.0f), gt(w.size());
@@ -193,3 +187,5 @@ TEST_CASE("prune/scores: bad input") {
   WEFT_PRUNE_CHECK_FAILS(param_mix_scores(w, w, bad), ValueError, "prune::param_mix_scores");
   WEFT_PRUNE_CHECK_FAILS(magnitude_scores(Tensor<float>(Shape{4})), ShapeError, "prune::magnitude_scores");
 }
+
+}  // namespace weft_unit_prune_kernels_test

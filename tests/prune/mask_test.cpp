@@ -12,6 +12,8 @@
 #include "prune_test_util.hpp"
 #include "weft/prune/mask.hpp"
 
+namespace weft_unit_prune_mask_test {
+
 using namespace weft;
 using namespace weft::prune;
 using weft::prune_test::ThreadCountGuard;
@@ -268,3 +270,5 @@ TEST_CASE_TEMPLATE("prune/mask: the radix select equals nth_element; -0 and +0 a
     CHECK(wrong == 0);
   }
 }
+
+}  // namespace weft_unit_prune_mask_test

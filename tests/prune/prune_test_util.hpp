@@ -13,10 +13,6 @@
 
 namespace weft::prune_test {
 
-/// Restores the thread count a test changes.
-struct ThreadCountGuard {
-  int saved = weft::num_threads();
-  ~ThreadCountGuard() { weft::set_num_threads(saved); }
-};
+using weft::test::ThreadCountGuard;
 
 }  // namespace weft::prune_test

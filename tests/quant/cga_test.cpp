@@ -14,6 +14,8 @@
 #include "weft/nn/optim.hpp"
 #include "weft/quant/cga.hpp"
 
+namespace weft_unit_quant_cga_test {
+
 using namespace weft;
 using namespace weft::quant_test;
 
@@ -182,3 +184,5 @@ TEST_CASE("quant/cga: bad input") {
   CHECK(plain.weight.grad().array().minCoeff() == 1.0f);
   CHECK(odd.weight.grad().array().minCoeff() == 1.0f);
 }
+
+}  // namespace weft_unit_quant_cga_test

@@ -18,6 +18,8 @@
 #include "weft/quant/wrap.hpp"
 #include "weft/reparam/compander.hpp"
 
+namespace weft_unit_quant_compander_compose_test {
+
 using namespace weft;
 
 TEST_CASE_TEMPLATE("quant/compose: StatsQ and LSQ on Psi(v) of the weight compander", T, float, double) {
@@ -73,3 +75,5 @@ TEST_CASE_TEMPLATE("quant/compose: StatsQ and LSQ on Psi(v) of the weight compan
     CHECK(test::identical(e.dequantize(), layer.folded_weight()));
   }
 }
+
+}  // namespace weft_unit_quant_compander_compose_test

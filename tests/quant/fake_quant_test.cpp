@@ -11,6 +11,8 @@
 #include "quant_test_util.hpp"
 #include "weft/core/ops/fake_quant_lsq.hpp"
 
+namespace weft_unit_quant_fake_quant_test {
+
 using namespace weft;
 using namespace weft::quant_test;
 
@@ -46,7 +48,7 @@ TEST_CASE("quant/fake_quant: StatsQ matches the spec's formula per row, per tens
   Rng rng(3);
   for (int bits = 1; bits <= 8; ++bits) {
     for (ops::FqGeometry g : {ops::FqGeometry{1, 5, 37}, ops::FqGeometry{1, 1, 61}, ops::FqGeometry{3, 4, 9}}) {
-      const std::vector<double> w = uniform<double>(g.numel(), -1.5, 1.5, rng);
+      const std::vector<double> w = uniform_vector<double>(g.numel(), -1.5, 1.5, rng);
       const auto r = run_statsq(w, g, bits, 0.02, false);
       for (index_t m = 0; m < g.groups; ++m) {
         double abs_sum = 0;
@@ -136,7 +138,7 @@ TEST_CASE_TEMPLATE("quant/fake_quant: StatsQ vector body equals scalar body bit 
   for (index_t inner = 1; inner <= 70; inner += 3)
     for (int bits : {1, 2, 4, 8}) {
       for (ops::FqGeometry g : {ops::FqGeometry{1, 3, inner}, ops::FqGeometry{2, 2, inner}}) {
-        const std::vector<T> w = uniform<T>(g.numel(), -2, 2, rng);
+        const std::vector<T> w = uniform_vector<T>(g.numel(), -2, 2, rng);
         const auto a = run_statsq(w, g, bits, 0.01, true), b = run_statsq(w, g, bits, 0.01, false);
         CHECK_MESSAGE(same_bits(a.q, b.q), "inner ", inner, " bits ", bits);
         CHECK(same_bits(a.s, b.s));
@@ -150,8 +152,9 @@ TEST_CASE("quant/fake_quant: StatsQ and LSQ give the same bits with 1 and 2 thre
   ThreadCountGuard guard;
   Rng rng(5);
   const index_t rows = 300, cols = 257;  // large enough to be split over threads
-  const std::vector<float> w = uniform<float>(rows * cols, -1, 1, rng), g = uniform<float>(rows * cols, -1, 1, rng);
-  const std::vector<float> s = uniform<float>(rows, 0.05, 0.5, rng);
+  const std::vector<float> w = uniform_vector<float>(rows * cols, -1, 1, rng),
+                           g = uniform_vector<float>(rows * cols, -1, 1, rng);
+  const std::vector<float> s = uniform_vector<float>(rows, 0.05, 0.5, rng);
   auto run = [&](int threads) {
     set_num_threads(threads);
     StatsqRun<float> r = run_statsq(w, ops::FqGeometry{1, rows, cols}, 3, 0.01, false);
@@ -226,8 +229,10 @@ TEST_CASE("quant/fake_quant: LSQ and LSQ+ match the spec's formulas (signed, uns
     for (bool is_signed : {true, false})
       for (bool with_beta : {false, true}) {
         const ops::LsqRange range = ops::lsq_range(bits, is_signed);
-        const std::vector<double> x = uniform<double>(rows * cols, -3, 3, rng), g = uniform<double>(rows * cols, -1, 1, rng);
-        std::vector<double> s = uniform<double>(3, 0.02, 0.6, rng), beta = uniform<double>(3, -0.3, 0.3, rng);
+        const std::vector<double> x = uniform_vector<double>(rows * cols, -3, 3, rng),
+                                  g = uniform_vector<double>(rows * cols, -1, 1, rng);
+        std::vector<double> s = uniform_vector<double>(3, 0.02, 0.6, rng),
+                            beta = uniform_vector<double>(3, -0.3, 0.3, rng);
         s[2] = 1e-7;  // below the floor: 1e-5 is used
         ops::LsqParams<double> ps;
         ps.s = s.data();
@@ -304,8 +309,9 @@ TEST_CASE_TEMPLATE("quant/fake_quant: LSQ vector body equals scalar body", T, fl
         for (bool with_beta : {false, true}) {
           const index_t rows = 4;
           const ops::LsqRange range = ops::lsq_range(bits, is_signed);
-          const std::vector<T> x = uniform<T>(rows * cols, -2, 2, rng), g = uniform<T>(rows * cols, -1, 1, rng);
-          const std::vector<T> s = uniform<T>(2, 0.05, 0.7, rng), beta = uniform<T>(2, -0.2, 0.2, rng);
+          const std::vector<T> x = uniform_vector<T>(rows * cols, -2, 2, rng),
+                               g = uniform_vector<T>(rows * cols, -1, 1, rng);
+          const std::vector<T> s = uniform_vector<T>(2, 0.05, 0.7, rng), beta = uniform_vector<T>(2, -0.2, 0.2, rng);
           ops::LsqParams<T> ps;
           ps.s = s.data();
           ps.beta = with_beta ? beta.data() : nullptr;
@@ -357,3 +363,5 @@ TEST_CASE("quant/fake_quant: bad arguments are rejected before anything is writt
   CHECK(ops::lsq_range(1, true).sign);
   CHECK(!ops::lsq_range(1, false).sign);
 }
+
+}  // namespace weft_unit_quant_fake_quant_test

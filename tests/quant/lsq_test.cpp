@@ -15,6 +15,8 @@
 #include "weft/quant/activation.hpp"
 #include "weft/quant/lsq.hpp"
 
+namespace weft_unit_quant_lsq_test {
+
 using namespace weft;
 using namespace weft::quant_test;
 
@@ -244,3 +246,5 @@ TEST_CASE("quant/activation: bad shapes and options are rejected") {
   WEFT_QUANT_CHECK_FAILS(aq.init_from(bad), ValueError, "quant::ActivationQuantizer::init_from");
   CHECK(!aq.initialized());
 }
+
+}  // namespace weft_unit_quant_lsq_test

@@ -13,6 +13,8 @@
 #include "quant_test_util.hpp"
 #include "weft/quant/qkr.hpp"
 
+namespace weft_unit_quant_qkr_test {
+
 using namespace weft;
 using weft::nn_test::contract;
 using weft::nn_test::param_grad_check;
@@ -207,3 +209,5 @@ TEST_CASE("quant/qkr: bad input") {
   WEFT_QUANT_CHECK_FAILS(qkr(t.constant(Tensor<float>(Shape{3, 8}))), ShapeError, "quant::QkrAttention::forward");
   WEFT_QUANT_CHECK_FAILS(qkr.gate_qk_product(0.005), ConfigError, "quant::QkrAttention::gate_qk_product");
 }
+
+}  // namespace weft_unit_quant_qkr_test

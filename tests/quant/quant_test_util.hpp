@@ -1,6 +1,7 @@
-// tests/quant/quant_test_util.hpp - helpers of the quant tests: thread-count guard, bitwise
-// comparisons, and plain double-precision references of StatsQ and LSQ written from the spec's
-// formulas (independent of the kernels under test).
+// tests/quant/quant_test_util.hpp - helpers of the quant tests: the shared ones of
+// support/test_util.hpp (thread-count guard, raw vectors, bitwise comparison) and plain
+// double-precision references of StatsQ and LSQ written from the spec's formulas (independent of
+// the kernels under test).
 #pragma once
 
 #include <doctest/doctest.h>
@@ -18,22 +19,9 @@
 
 namespace weft::quant_test {
 
-struct ThreadCountGuard {
-  int saved = weft::num_threads();
-  ~ThreadCountGuard() { weft::set_num_threads(saved); }
-};
-
-template <class T>
-std::vector<T> uniform(index_t n, double lo, double hi, Rng& rng) {
-  std::vector<T> v(static_cast<std::size_t>(n));
-  for (auto& x : v) x = T(rng.uniform(lo, hi));
-  return v;
-}
-
-template <class T>
-bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), sizeof(T) * a.size()) == 0);
-}
+using weft::test::same_bits;
+using weft::test::ThreadCountGuard;
+using weft::test::uniform_vector;
 
 /// StatsQ of one group of values in double (spec Sec. 1), given the scale s computed by the caller.
 struct StatsqRef {

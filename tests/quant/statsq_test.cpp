@@ -15,6 +15,8 @@
 #include "weft/nn/linear.hpp"
 #include "weft/quant/statsq.hpp"
 
+namespace weft_unit_quant_statsq_test {
+
 using namespace weft;
 using namespace weft::quant_test;
 
@@ -260,3 +262,5 @@ TEST_CASE("quant/statsq: bad options and shapes are rejected") {
   fz.freeze_at(0, 0);
   WEFT_QUANT_CHECK_FAILS(fz.apply(t.variable(Tensor<float>(Shape{3, 3}, 1.0f))), ShapeError, "quant::StatsQuantizer::apply");
 }
+
+}  // namespace weft_unit_quant_statsq_test

@@ -15,6 +15,8 @@
 #include "weft/quant/statsq.hpp"
 #include "weft/quant/tracker.hpp"
 
+namespace weft_unit_quant_tracker_test {
+
 using namespace weft;
 using quant::qcode_t;
 
@@ -176,3 +178,5 @@ TEST_CASE("quant/tracker: bad options") {
   tr.observe();  // nothing tracked: no step
   CHECK(tr.steps() == 0);
 }
+
+}  // namespace weft_unit_quant_tracker_test

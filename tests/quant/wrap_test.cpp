@@ -14,6 +14,8 @@
 #include "weft/quant/activation.hpp"
 #include "weft/quant/wrap.hpp"
 
+namespace weft_unit_quant_wrap_test {
+
 using namespace weft;
 
 namespace {
@@ -127,3 +129,5 @@ TEST_CASE("quant/wrap: export needs a quantiser at the end of the chain; bad sha
   odd.geometry.groups = 2;
   WEFT_QUANT_CHECK_FAILS(quant::quantized_linear(odd, Tensor<float>(Shape{2, 4})), ConfigError, "quant::quantized_linear");
 }
+
+}  // namespace weft_unit_quant_wrap_test

@@ -17,6 +17,8 @@
 #include "weft/quantile/aggregator.hpp"
 #include "weft/quantile/models.hpp"
 
+namespace weft_unit_quantile_aggregator_test {
+
 using weft::Shape;
 using weft::Tensor;
 using weft::index_t;
@@ -272,3 +274,5 @@ TEST_CASE("quantile/aggregator: bad input") {
   bad3.train_transform = q::Monotonize::cummax;
   CHECK_THROWS_AS(q::Aggregator<double>{bad3}, weft::ConfigError);
 }
+
+}  // namespace weft_unit_quantile_aggregator_test

@@ -12,6 +12,8 @@
 #include "weft/quantile/conformal.hpp"
 #include "weft/quantile/models.hpp"
 
+namespace weft_unit_quantile_conformal_test {
+
 using weft::Shape;
 using weft::Tensor;
 using weft::index_t;
@@ -167,3 +169,5 @@ TEST_CASE("quantile/conformal: bad input") {
   CHECK_THROWS_AS(c.apply(Q.slice(1, 0, 2)), weft::ShapeError);
   CHECK_THROWS_AS(c.apply(Qn), weft::ValueError);
 }
+
+}  // namespace weft_unit_quantile_conformal_test

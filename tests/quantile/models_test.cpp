@@ -14,6 +14,8 @@
 #include "weft/quantile/linear_qr.hpp"
 #include "weft/quantile/stacking.hpp"
 
+namespace weft_unit_quantile_models_test {
+
 using weft::Shape;
 using weft::Tensor;
 using weft::index_t;
@@ -196,3 +198,5 @@ TEST_CASE("quantile/models: bad input") {
                   }()),
                   weft::ValueError);
 }
+
+}  // namespace weft_unit_quantile_models_test

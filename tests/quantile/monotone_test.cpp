@@ -14,6 +14,8 @@
 #include "weft/core/autograd/grad_check.hpp"
 #include "weft/quantile/monotone.hpp"
 
+namespace weft_unit_quantile_monotone_test {
+
 using weft::Shape;
 using weft::Tensor;
 using weft::index_t;
@@ -157,3 +159,5 @@ TEST_CASE("quantile/monotone: bad input") {
   CHECK_THROWS_AS(q::margin_penalty(tape.constant(Q), q::margin_single<double>(3, 0.1)), weft::ShapeError);
   CHECK_THROWS_AS(q::margin_single<double>(3, -0.1), weft::ValueError);
 }
+
+}  // namespace weft_unit_quantile_monotone_test

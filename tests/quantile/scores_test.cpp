@@ -11,6 +11,8 @@
 #include "weft/core/autograd/grad_check.hpp"
 #include "weft/quantile/scores.hpp"
 
+namespace weft_unit_quantile_scores_test {
+
 using weft::Shape;
 using weft::Tensor;
 using weft::index_t;
@@ -164,3 +166,5 @@ TEST_CASE_TEMPLATE("quantile/scores: bad input", T, float, double) {
   CHECK(q::coverage(Qi, y, tau, 0.1) == 1.0);
   CHECK(std::isinf(q::mean_width(Qi, tau, 0.1)));
 }
+
+}  // namespace weft_unit_quantile_scores_test

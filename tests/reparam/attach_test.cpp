@@ -18,6 +18,8 @@
 #include "weft/nn/optim.hpp"
 #include "weft/reparam/attach.hpp"
 
+namespace weft_unit_reparam_attach_test {
+
 using namespace weft;
 using namespace weft::reparam;
 
@@ -335,3 +337,5 @@ TEST_CASE("reparam/attach: DecayOn chooses the decay target for either version")
   CHECK(Compander<float>(fixed).decay_on_w());
   CHECK_FALSE(Compander<float>(learn).decay_on_w());
 }
+
+}  // namespace weft_unit_reparam_attach_test

@@ -16,6 +16,8 @@
 #include "weft/nn/linear.hpp"
 #include "weft/reparam/compander.hpp"
 
+namespace weft_unit_reparam_compander_test {
+
 using namespace weft;
 using namespace weft::reparam;
 using weft::nn_test::contract;
@@ -238,3 +240,5 @@ TEST_CASE("reparam/compander: bad options, a or b <= 0, and weights outside the 
   cl->a_param().value().flat(0) = 0.5;
   WEFT_NN_CHECK_FAILS(forward_value(lin, x), ValueError, "reparam::Compander::apply");
 }
+
+}  // namespace weft_unit_reparam_compander_test

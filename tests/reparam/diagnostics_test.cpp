@@ -12,6 +12,8 @@
 #include "weft/reparam/attach.hpp"
 #include "weft/reparam/diagnostics.hpp"
 
+namespace weft_unit_reparam_diagnostics_test {
+
 using namespace weft;
 using namespace weft::reparam;
 
@@ -71,3 +73,5 @@ TEST_CASE("reparam/diagnostics: find_linears walks nested modules; linear_weight
   CHECK(st[1].second.kurtosis == ref.kurtosis);
   CHECK(st[1].second.max_abs < 0.1 * AtanPsi::limit);
 }
+
+}  // namespace weft_unit_reparam_diagnostics_test

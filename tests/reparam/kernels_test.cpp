@@ -11,27 +11,16 @@
 #include "weft/core/parallel.hpp"
 #include "weft/reparam/kernels.hpp"
 
+namespace weft_unit_reparam_kernels_test {
+
 using namespace weft;
 using namespace weft::reparam;
 
 namespace {
 
-struct ThreadCountGuard {
-  int saved = weft::num_threads();
-  ~ThreadCountGuard() { weft::set_num_threads(saved); }
-};
-
-template <class T>
-std::vector<T> uniform(index_t n, double lo, double hi, Rng& rng) {
-  std::vector<T> v(static_cast<std::size_t>(n));
-  for (auto& x : v) x = T(rng.uniform(lo, hi));
-  return v;
-}
-
-template <class T>
-bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), sizeof(T) * a.size()) == 0;
-}
+using weft::test::same_bits;
+using weft::test::ThreadCountGuard;
+using weft::test::uniform_vector;
 
 template <class T>
 double tol() {
@@ -49,7 +38,7 @@ bool close(const std::vector<T>& a, const std::vector<double>& ref, double rtol,
 template <class Psi, class T>
 void check_against_reference(index_t n, Rng& rng) {
   const T a = T(0.8), b = T(0.6), lambda = T(0.01);
-  const std::vector<T> v = uniform<T>(n, -3, 3, rng), g = uniform<T>(n, -1, 1, rng);
+  const std::vector<T> v = uniform_vector<T>(n, -3, 3, rng), g = uniform_vector<T>(n, -1, 1, rng);
   std::vector<double> w_ref(v.size()), d_ref(v.size()), gv_ref(v.size()), decay_ref(v.size());
   double sa = 0, sb = 0;
   for (std::size_t i = 0; i < v.size(); ++i) {
@@ -80,7 +69,7 @@ void check_against_reference(index_t n, Rng& rng) {
 template <class Psi, class T>
 void check_simd_vs_scalar(index_t n, Rng& rng) {
   const T a = T(0.7), b = T(0.5);
-  const std::vector<T> v = uniform<T>(n, -4, 4, rng), g = uniform<T>(n, -1, 1, rng);
+  const std::vector<T> v = uniform_vector<T>(n, -4, 4, rng), g = uniform_vector<T>(n, -1, 1, rng);
   std::vector<T> w1(v.size()), w2(v.size()), d1(v.size()), d2(v.size());
   compander_forward_scalar<Psi>(v.data(), w1.data(), n, a, b);
   compander_forward_simd<Psi>(v.data(), w2.data(), n, a, b);
@@ -110,7 +99,7 @@ void check_threads(Rng& rng) {
   ThreadCountGuard guard;
   const index_t n = 3 * 32768 + 77;  // several parallel chunks and backward blocks, with a tail
   const T a = T(0.6), b = T(0.9);
-  const std::vector<T> v = uniform<T>(n, -3, 3, rng), g = uniform<T>(n, -1, 1, rng);
+  const std::vector<T> v = uniform_vector<T>(n, -3, 3, rng), g = uniform_vector<T>(n, -1, 1, rng);
   std::vector<T> w[2], gv[2], d[2], dec[2];
   CompanderGradSums s[2];
   for (int k = 0; k < 2; ++k) {
@@ -154,7 +143,7 @@ TEST_CASE_TEMPLATE("reparam/kernels: vector path vs scalar path", T, float, doub
   }
   check_simd_vs_scalar<AtanPsi, T>(10007, rng);
   // the dispatching driver runs the vector body exactly when simd::active
-  const std::vector<T> v = uniform<T>(1001, -2, 2, rng);
+  const std::vector<T> v = uniform_vector<T>(1001, -2, 2, rng);
   std::vector<T> x(v.size()), y(v.size());
   compander_forward<AtanPsi>(v.data(), x.data(), 1001, T(0.7), T(0.7));
   if constexpr (simd::active<T>) compander_forward_simd<AtanPsi>(v.data(), y.data(), 1001, T(0.7), T(0.7));
@@ -171,7 +160,7 @@ TEST_CASE_TEMPLATE("reparam/kernels: 1 and 2 threads give the same bits", T, flo
 
 TEST_CASE("reparam/kernels: backward without a v gradient still forms the sums") {
   Rng rng(14);
-  const std::vector<double> v = uniform<double>(100, -2, 2, rng), g = uniform<double>(100, -1, 1, rng);
+  const std::vector<double> v = uniform_vector<double>(100, -2, 2, rng), g = uniform_vector<double>(100, -1, 1, rng);
   std::vector<double> w(100), gv(100, 0.0);
   compander_forward<AtanPsi>(v.data(), w.data(), 100, 0.5, 1.0);
   const auto s1 = compander_backward<AtanPsi>(v.data(), w.data(), g.data(), static_cast<double*>(nullptr), 100, 0.5, 1.0, true);
@@ -219,8 +208,8 @@ TEST_CASE("reparam/kernels: the compander Adam step, vector vs scalar, and its z
   st.bias2 = 0.001;
   st.l2 = 1e-3;
   st.decoupled = 0;
-  std::vector<double> p = uniform<double>(n, -1, 1, rng), g = uniform<double>(n, -1, 1, rng);
-  std::vector<double> d = uniform<double>(n, 0.1, 1, rng);
+  std::vector<double> p = uniform_vector<double>(n, -1, 1, rng), g = uniform_vector<double>(n, -1, 1, rng);
+  std::vector<double> d = uniform_vector<double>(n, 0.1, 1, rng);
   d[3] = 0.0;  // an underflowed derivative: g_w is taken as 0, v does not move
   const std::size_t sz = static_cast<std::size_t>(n);
   std::vector<double> p1 = p, p2 = p, m1(sz), m2(sz), s1(sz), s2(sz);
@@ -242,3 +231,5 @@ TEST_CASE("reparam/kernels: the compander Adam step, vector vs scalar, and its z
   CHECK(m1[3] == 0.0);
   CHECK(p1[3] == p[3]);
 }
+
+}  // namespace weft_unit_reparam_kernels_test

@@ -12,6 +12,8 @@
 #include "weft/nn/optim.hpp"
 #include "weft/reparam/optim.hpp"
 
+namespace weft_unit_reparam_optim_test {
+
 using namespace weft;
 using namespace weft::reparam;
 
@@ -120,3 +122,5 @@ TEST_CASE("reparam/optim: bad Adam options") {
   ao.lr = -1;
   WEFT_NN_CHECK_FAILS(CompanderAdam<double>(lin.parameters(), att, ao), ValueError, "reparam::CompanderAdam");
 }
+
+}  // namespace weft_unit_reparam_optim_test

@@ -7,6 +7,8 @@
 
 #include "weft/reparam/psi.hpp"
 
+namespace weft_unit_reparam_psi_test {
+
 using namespace weft;
 using namespace weft::reparam;
 
@@ -80,3 +82,5 @@ TEST_CASE("reparam/psi: the inverses undo f (tan, erfinv, sinh)") {
   CHECK(std::isnan(ErfPsi::finv(1.5)));
   CHECK(std::isnan(ErfPsi::finv(std::numeric_limits<double>::quiet_NaN())));
 }
+
+}  // namespace weft_unit_reparam_psi_test

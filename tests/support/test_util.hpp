@@ -7,6 +7,9 @@
 //   weft::test::Snapshot snap({a, b});                 // clones now ...
 //   CHECK_THROWS_AS(op(a, b), weft::ShapeError);
 //   CHECK(snap.unchanged());                           // ... compares bit for bit later
+//   weft::test::ThreadCountGuard guard;                // restores the thread count at scope end
+//   auto v = weft::test::uniform_vector<float>(n, -1, 1, rng);  // kernels' raw inputs
+//   CHECK(weft::test::same_bits(simd_out, scalar_out));
 #pragma once
 
 #include <doctest/doctest.h>
@@ -18,10 +21,31 @@
 #include <string>
 #include <vector>
 
+#include "weft/core/parallel.hpp"
 #include "weft/core/rng.hpp"
 #include "weft/core/tensor.hpp"
 
 namespace weft::test {
+
+/// Restores the thread count a test changes (weft::set_num_threads) when it goes out of scope.
+struct ThreadCountGuard {
+  int saved = weft::num_threads();
+  ~ThreadCountGuard() { weft::set_num_threads(saved); }
+};
+
+/// n draws of U[lo, hi) as a plain vector (the kernels' raw-pointer inputs).
+template <class T>
+std::vector<T> uniform_vector(index_t n, double lo, double hi, Rng& rng) {
+  std::vector<T> v(static_cast<std::size_t>(n));
+  for (auto& x : v) x = T(rng.uniform(lo, hi));
+  return v;
+}
+
+/// True when a and b hold the same values bit for bit (-0 differs from +0, NaN payloads count).
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), sizeof(T) * a.size()) == 0);
+}
 
 /// A tensor of shape s filled with N(mean, stddev^2) draws (the real part for complex T).
 template <class T>
