@@ -4,8 +4,6 @@
 
 #include "weft/core/autograd.hpp"
 
-namespace weft_unit_cmake_consumer {
-
 int main() {
   using namespace weft;
   Parameter<double> w(Tensor<double>::from_values({0.0}, Shape{1, 1}), "w");
@@ -28,5 +26,3 @@ int main() {
   std::printf("consumer ok\n");
   return 0;
 }
-
-}  // namespace weft_unit_cmake_consumer
