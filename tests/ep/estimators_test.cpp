@@ -78,6 +78,48 @@ TEST_CASE("ep/estimators: V1 the complex step gives the exact e") {
   }
 }
 
+TEST_CASE("ep/estimators: with a tolerance every estimator makes progress from the free state") {
+  // Regression (issue 21): the complex step's imaginary residual starts at ~h |G| = 1e-20, below
+  // any tol, and used to stop it after 0 updates with e = 0 and no flag. The imaginary plane is
+  // now measured relative to min(1, |Im beta|).
+  for (double alpha : {0.0, 90.0}) {
+    Setup<double> s(alpha, 39);
+    const auto ex = ep::exact_errors(s.net, s.batch.X, s.batch.y, s.u0);
+    for (double tol : {1e-14, 1e-10}) {
+      ep::HepOptions o;
+      o.N = 0;
+      o.relax.gamma = 1;
+      o.relax.tol = tol;
+      o.relax.max_iters = 2000;
+      const auto cs = ep::hep_error(s.net, s.batch.X, s.batch.y, s.u0, o);
+      INFO("alpha ", alpha, ", tol ", tol, ": ", cs.report.iterations, " updates, max residual ",
+           cs.report.max_residual);
+      CHECK(cs.report.converged == cs.report.columns);
+      for (index_t it : cs.report.column_iterations) CHECK(it >= 10);
+      CHECK(ep::relative_error(cs.e, ex.e) <= 100 * tol);
+      // the stopped state's imaginary residual is tol relative to h, so far below tol itself
+      CHECK(cs.report.max_residual <= tol);
+    }
+    for (int N : {1, 2, 4}) {  // the Cauchy estimators stop at tol too, and agree with a fixed count
+      ep::HepOptions o = tight_hep(N, 0.5);
+      o.relax.tol = 1e-12;
+      const auto a = ep::hep_error(s.net, s.batch.X, s.batch.y, s.u0, o);
+      o.relax.tol = 0;
+      o.relax.max_iters = 600;
+      const auto b = ep::hep_error(s.net, s.batch.X, s.batch.y, s.u0, o);
+      CHECK(a.report.converged == a.report.columns);
+      for (index_t it : a.report.column_iterations) CHECK(it >= 1);
+      CHECK(ep::relative_error(a.e, b.e) <= 1e-9);
+    }
+    ep::RbpOptions r;  // the iterative RBP loop starts from delta = 0, away from its fixed point
+    r.tol = 1e-12;
+    r.max_iters = 2000;
+    const auto rb = ep::rbp_error(s.net, s.batch.X, s.batch.y, s.u0, r);
+    CHECK(rb.iterations >= 1);
+    CHECK(ep::relative_error(rb.delta, ex.delta) <= 1e-9);
+  }
+}
+
 TEST_CASE("ep/estimators: V1 the online estimator from u = 0") {
   Setup<double> s(0, 35);
   const auto ex = ep::exact_errors(s.net, s.batch.X, s.batch.y, s.u0);

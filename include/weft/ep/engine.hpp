@@ -11,9 +11,14 @@
 // the planes with xsimd (activation.hpp), the readout nudge beta G is formed per column, and one
 // fused pass computes F = H + drive - U (+ beta G) with each column's residual max_j |F_j|.
 //
-// Solver (spec 2): u <- u + gamma F. Before each update every column's residual ||F(u)||_inf is
-// measured; with tol > 0 a column whose residual is <= tol stops there (its rows leave the block,
-// so later GEMMs are smaller), and a column with a non-finite F stops as diverged. After
+// Solver (spec 2): u <- u + gamma F. Before each update every column's residual is measured;
+// with tol > 0 a column whose residual is <= tol stops there (its rows leave the block, so later
+// GEMMs are smaller), and a column with a non-finite F stops as diverged. The residual is
+// ||F(u)||_inf for a real column. A complex column at beta holds the free state plus O(|beta|^2)
+// in its real plane, but only the response to the nudge, of size O(|Im beta|), in its imaginary
+// plane; so its residual is max(||Re F||_inf, ||Im F||_inf / s) with s = min(1, |Im beta|) (s = 1
+// when Im beta = 0). Without the scaling, the complex step (beta = i h, h = 1e-20) would stop
+// after 0 updates: its imaginary residual starts at ~h |G|, below any useful tol (issue 21). After
 // max_iters updates the remaining columns are evaluated once more, so a reported residual is
 // always that of the returned state. Blocks run in parallel through parallel_for; a block's
 // columns do not depend on the thread count (the block layout depends only on block_rows).
@@ -48,7 +53,9 @@ struct RelaxReport {
   index_t converged = 0;      ///< columns with residual <= tol (0 when tol == 0)
   index_t diverged = 0;       ///< columns whose state became NaN or Inf
   std::vector<index_t> column_iterations;
-  std::vector<double> column_residual;  ///< ||F||_inf of the returned state (Inf if diverged)
+  /// Residual of the returned state (Inf if diverged): ||F||_inf for real columns; for complex
+  /// ones max(||Re F||_inf, ||Im F||_inf / min(1, |Im beta|)), what the stopping rule compares.
+  std::vector<double> column_residual;
   std::vector<char> column_diverged;
   bool ok() const { return diverged == 0; }
 };
@@ -152,10 +159,10 @@ class Block {
     slot_.resize(std::size_t(nc_));
     for (index_t j = 0; j < nc_; ++j) slot_[std::size_t(j)] = j;
     for (index_t l = 1; l <= net_->K; ++l) std::swap(U_[std::size_t(l)], st_[std::size_t(l)]);
-    std::vector<Real> res2(static_cast<std::size_t>(nc_));
+    std::vector<Real> res2(static_cast<std::size_t>(nc_)), res2_im(static_cast<std::size_t>(nc_));
     std::vector<char> fin(static_cast<std::size_t>(nc_));
     for (index_t t = 0; t < n; ++t) {
-      evaluate(res2, fin, o.vectorize);
+      evaluate(res2, res2_im, fin, o.vectorize);
       update(Real(o.gamma));
     }
     for (index_t l = 1; l <= net_->K; ++l) std::swap(U_[std::size_t(l)], st_[std::size_t(l)]);
@@ -167,13 +174,14 @@ class Block {
     slot_.resize(std::size_t(nc_));
     for (index_t j = 0; j < nc_; ++j) slot_[std::size_t(j)] = j;
     for (index_t l = 1; l <= net_->K; ++l) U_[std::size_t(l)] = st_[std::size_t(l)];
-    std::vector<Real> res2(static_cast<std::size_t>(nc_));
+    std::vector<Real> res2(static_cast<std::size_t>(nc_)), res2_im(static_cast<std::size_t>(nc_));
     std::vector<char> fin(static_cast<std::size_t>(nc_)), keep(static_cast<std::size_t>(nc_));
     for (index_t t = 0;; ++t) {
-      evaluate(res2, fin, o.vectorize);
+      evaluate(res2, res2_im, fin, o.vectorize);
       index_t kept = 0;
       for (index_t j = 0; j < a_; ++j) {
-        const double r = std::sqrt(double(res2[std::size_t(j)]));
+        double r = std::sqrt(double(res2[std::size_t(j)]));
+        if (cplx_) r = std::max(r, std::sqrt(double(res2_im[std::size_t(j)])) / imag_scale(slot_[std::size_t(j)]));
         const bool stop = !fin[std::size_t(j)] || t == o.max_iters || (o.tol > 0 && r <= o.tol);
         keep[std::size_t(j)] = !stop;
         if (!stop) {
@@ -199,6 +207,11 @@ class Block {
  private:
   index_t width(index_t l) const { return net_->s[std::size_t(l)]; }
   index_t rows() const { return cplx_ ? 2 * a_ : a_; }
+  /// min(1, |Im beta|) of a column (1 when Im beta = 0): the size of its imaginary plane.
+  double imag_scale(index_t col) const {
+    const double b = std::abs(double(beta_[std::size_t(col)].imag()));
+    return b > 0 ? std::min(1.0, b) : 1.0;
+  }
 
   /// U += gamma F for the active rows (F is in H).
   void update(Real g) {
@@ -208,8 +221,8 @@ class Block {
     }
   }
 
-  /// F(U) of the active columns into H, with per-slot max |F|^2 and finiteness.
-  void evaluate(std::vector<Real>& res2, std::vector<char>& fin, bool vec) {
+  /// F(U) of the active columns into H, with per-slot max (Re F)^2, max (Im F)^2 and finiteness.
+  void evaluate(std::vector<Real>& res2, std::vector<Real>& res2_im, std::vector<char>& fin, bool vec) {
     const NetView<Real>& n = *net_;
     const index_t K = n.K, rows_ = rows();
     for (index_t l = 1; l <= K; ++l) {
@@ -238,7 +251,7 @@ class Block {
       if (!any) std::fill(h, h + rows_ * width(l), Real(0));
     }
     for (index_t j = 0; j < a_; ++j) {
-      res2[std::size_t(j)] = Real(0);
+      res2[std::size_t(j)] = res2_im[std::size_t(j)] = Real(0);
       fin[std::size_t(j)] = 1;
     }
     for (index_t l = 1; l <= K; ++l) {
@@ -254,6 +267,7 @@ class Block {
                          cplx_ ? u + ji : nullptr, (cplx_ && with_g) ? G_.data() + ji : nullptr, w, vec);
         if (!r.finite) fin[std::size_t(j)] = 0;
         res2[std::size_t(j)] = std::max(res2[std::size_t(j)], r.max2);
+        res2_im[std::size_t(j)] = std::max(res2_im[std::size_t(j)], r.max2_im);
       }
     }
   }

@@ -2,9 +2,9 @@
 //
 //   residual_row    one column of one layer: F = H + d - U (+ G), written over H, for a real
 //                   column (re row only) or a complex one (re and im rows; the drive d is
-//                   real and enters the re row only). Returns max_j |F_j|^2 and whether every
-//                   F_j is finite, which the solver turns into the column's residual
-//                   ||F||_inf and its divergence flag.
+//                   real and enters the re row only). Returns max_j (Re F_j)^2 and max_j
+//                   (Im F_j)^2 separately, and whether every F_j is finite, which the solver
+//                   turns into the column's residual (engine.hpp) and its divergence flag.
 //   nudge_readout   the nudging term beta G of one column from its readout probabilities.
 // The vector body runs over full batches and the scalar body over the tail; the maximum is
 // exact in both (no rounding), so both paths give the same residual for the same F.
@@ -21,8 +21,9 @@ namespace weft::ep::detail {
 
 template <class T>
 struct RowResidual {
-  T max2 = T(0);       ///< max_j |F_j|^2
-  bool finite = true;  ///< every F_j finite (and |F_j|^2 representable)
+  T max2 = T(0);       ///< max_j (Re F_j)^2
+  T max2_im = T(0);    ///< max_j (Im F_j)^2 (complex columns)
+  bool finite = true;  ///< every F_j finite (and its squares representable)
 };
 
 /// The scalar body. Cplx: im rows given; WithG: g rows given.
@@ -35,15 +36,17 @@ RowResidual<T> residual_row_scalar(T* h_re, const T* u_re, const T* d, const T* 
     T fr = h_re[j] + d[j] - u_re[j];
     if constexpr (WithG) fr += g_re[j];
     h_re[j] = fr;
-    T f2 = fr * fr;
+    const T f2 = fr * fr;
+    if (!(f2 <= big)) r.finite = false;
+    else if (f2 > r.max2) r.max2 = f2;
     if constexpr (Cplx) {
       T fi = h_im[j] - u_im[j];
       if constexpr (WithG) fi += g_im[j];
       h_im[j] = fi;
-      f2 += fi * fi;
+      const T i2 = fi * fi;
+      if (!(i2 <= big)) r.finite = false;
+      else if (i2 > r.max2_im) r.max2_im = i2;
     }
-    if (!(f2 <= big)) r.finite = false;
-    else if (f2 > r.max2) r.max2 = f2;
   }
   return r;
 }
@@ -56,22 +59,25 @@ RowResidual<T> residual_row_simd(T* h_re, const T* u_re, const T* d, const T* g_
   constexpr index_t W = simd::width<T>;
   const index_t full = n - n % W;
   const B big(std::numeric_limits<T>::max());
-  B m(T(0));
+  B m(T(0)), mi(T(0));
   auto bad = B(T(0)) != B(T(0));  // all false
   for (index_t j = 0; j < full; j += W) {
     B fr = simd::load(h_re + j) + simd::load(d + j) - simd::load(u_re + j);
     if constexpr (WithG) fr += simd::load(g_re + j);
     simd::store(h_re + j, fr);
-    B f2 = fr * fr;
+    const B f2 = fr * fr;
+    const auto ok = f2 <= big;  // false for NaN and +Inf
+    bad = bad | !ok;
+    m = xsimd::max(m, xsimd::select(ok, f2, B(T(0))));
     if constexpr (Cplx) {
       B fi = simd::load(h_im + j) - simd::load(u_im + j);
       if constexpr (WithG) fi += simd::load(g_im + j);
       simd::store(h_im + j, fi);
-      f2 += fi * fi;
+      const B i2 = fi * fi;
+      const auto oki = i2 <= big;
+      bad = bad | !oki;
+      mi = xsimd::max(mi, xsimd::select(oki, i2, B(T(0))));
     }
-    const auto ok = f2 <= big;  // false for NaN and +Inf
-    bad = bad | !ok;
-    m = xsimd::max(m, xsimd::select(ok, f2, B(T(0))));
   }
   RowResidual<T> r = residual_row_scalar<Cplx, WithG>(
       h_re + full, u_re + full, d + full, WithG ? g_re + full : nullptr, Cplx ? h_im + full : nullptr,
@@ -79,6 +85,10 @@ RowResidual<T> residual_row_simd(T* h_re, const T* u_re, const T* d, const T* g_
   alignas(64) T lanes[W];
   m.store_aligned(lanes);
   for (index_t k = 0; k < W; ++k) r.max2 = std::max(r.max2, lanes[k]);
+  if constexpr (Cplx) {
+    mi.store_aligned(lanes);
+    for (index_t k = 0; k < W; ++k) r.max2_im = std::max(r.max2_im, lanes[k]);
+  }
   if (xsimd::any(bad)) r.finite = false;
   return r;
 }
