@@ -23,6 +23,7 @@
 #include "weft/ordinal/presto.hpp"
 
 using namespace weft;
+using weft_examples::median;
 
 namespace {
 
@@ -68,12 +69,6 @@ Split run_split(const ordinal::OrdinalTable<double>& d, const ordinal::PrestoOpt
   s.logit = ordinal::binned_calibration_mse(ordinal::rare_probability(lg.model, xte), is_rare);
   s.po = ordinal::binned_calibration_mse(ordinal::rare_probability(ordinal::fit_proportional_odds(xtr, ytr).model, xte), is_rare);
   return s;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t m = v.size() / 2;
-  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
 }
 
 }  // namespace

@@ -158,12 +158,6 @@ Run train_arm(const DigitsSplit& d, const Arm& arm, int seed, const Tensor<float
   return r;
 }
 
-double max_of(const std::vector<double>& v) {
-  double m = v.empty() ? 0 : v[0];
-  for (double x : v) m = x > m ? x : m;
-  return m;
-}
-
 std::string fmt(const char* f, double x) {
   char b[64];
   std::snprintf(b, sizeof b, f, x);

@@ -8,6 +8,7 @@
 // Series for figures go to $WEFT_FIGURE_DATA (default: figure-data/ in the working directory).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -73,16 +74,20 @@ inline bool emit(const Row& r) {
   return !r.asserted || r.holds;
 }
 
-/// Command-line flags shared by the examples: --quick (fewer seeds) and --seeds N.
+/// Command-line flags shared by the examples: --quick (fewer seeds: `quick_seeds`), --seeds N and
+/// --first-seed S (seeds S, S + 1, ..., S + N - 1; default `default_first_seed`).
 struct Args {
   bool quick = false;
   int seeds = 3;
-  Args(int argc, char** argv, int default_seeds = 3) : seeds(default_seeds) {
+  int first_seed = 0;
+  Args(int argc, char** argv, int default_seeds = 3, int quick_seeds = 1, int default_first_seed = 0)
+      : seeds(default_seeds), first_seed(default_first_seed) {
     for (int i = 1; i < argc; ++i) {
       if (!std::strcmp(argv[i], "--quick")) quick = true;
       else if (!std::strcmp(argv[i], "--seeds") && i + 1 < argc) seeds = std::atoi(argv[++i]);
+      else if (!std::strcmp(argv[i], "--first-seed") && i + 1 < argc) first_seed = std::atoi(argv[++i]);
     }
-    if (quick) seeds = 1;
+    if (quick) seeds = quick_seeds;
     if (seeds < 1) seeds = 1;
   }
 };
@@ -110,6 +115,17 @@ inline double mean(const std::vector<double>& v) {
   double s = 0;
   for (double x : v) s += x;
   return v.empty() ? 0 : s / double(v.size());
+}
+inline double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+inline double max_of(const std::vector<double>& v) {
+  double m = v.empty() ? 0 : v[0];
+  for (double x : v) m = x > m ? x : m;
+  return m;
 }
 inline double min_of(const std::vector<double>& v) {
   double m = v.empty() ? 0 : v[0];
