@@ -1,9 +1,11 @@
 // Tests of weft/incremental/memory.hpp: herding picks on hand-made examples (argmin and the
-// official argmax variant, ties, fewer picks than asked), random selection, normalisation, the
+// official argmax variant, ties, fewer picks than asked), the distances herding() reports against
+// a brute-force recomputation, random selection, normalisation, the
 // per-class quota, the memory's shrinking in priority order, and bad input.
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 #include <vector>
 
@@ -54,6 +56,50 @@ TEST_CASE("incremental/memory: herding argmax (official) picks, repeats and the 
   // one distinct pick only. argmin returns two.
   CHECK(incremental::herding_argmax(repeats(), 2) == V{0});
   CHECK(incremental::herding_argmax(repeats(), 8).size() < 8);
+}
+
+namespace {
+/// ||mu - mean of phi's rows idx[0, k)||_2, recomputed from scratch.
+double brute_distance(const Tensor<double>& phi, const V& idx, std::size_t k) {
+  double d2 = 0;
+  for (index_t j = 0; j < phi.dim(1); ++j) {
+    double mu = 0, mean = 0;
+    for (index_t i = 0; i < phi.dim(0); ++i) mu += phi(i, j);
+    for (std::size_t p = 0; p < k; ++p) mean += phi(idx[p], j);
+    const double e = mu / double(phi.dim(0)) - mean / double(k);
+    d2 += e * e;
+  }
+  return std::sqrt(d2);
+}
+}  // namespace
+
+TEST_CASE("incremental/memory: herding() reports the distance each pick achieved (brute force)") {
+  // the dyadic example: k = 1 and k = 2 as in the comment at four(); all rows: the mean itself
+  const incremental::HerdingResult h = incremental::herding(four(), 4);
+  CHECK(h.indices == V{2, 3, 0, 1});
+  REQUIRE(h.distances.size() == 4);
+  CHECK(h.distances[0] == std::sqrt(0.0390625));
+  CHECK(h.distances[1] == std::sqrt(0.0078125));
+  CHECK(h.distances[3] <= 1e-15);
+  Rng rng(3);
+  const Tensor<double> phi = incremental::normalize_rows(test::randn<double>(Shape{30, 5}, rng));
+  for (auto v : {incremental::HerdingVariant::argmin, incremental::HerdingVariant::argmax}) {
+    const incremental::HerdingResult r = incremental::herding(phi, 12, v);
+    CHECK(r.indices == (v == incremental::HerdingVariant::argmin ? incremental::herding_argmin(phi, 12)
+                                                                  : incremental::herding_argmax(phi, 12)));
+    REQUIRE(r.distances.size() == r.indices.size());
+    for (std::size_t k = 1; k <= r.indices.size(); ++k)
+      CHECK(std::abs(r.distances[k - 1] - brute_distance(phi, r.indices, k)) <= 1e-12);
+  }
+  // argmin: no unpicked row would have brought the mean closer at any step
+  const incremental::HerdingResult r = incremental::herding(phi, 12);
+  for (std::size_t k = 1; k <= r.indices.size(); ++k)
+    for (index_t c = 0; c < phi.dim(0); ++c) {
+      V alt(r.indices.begin(), r.indices.begin() + std::ptrdiff_t(k - 1));
+      if (std::find(alt.begin(), alt.end(), c) != alt.end()) continue;
+      alt.push_back(c);
+      CHECK(brute_distance(phi, alt, k) >= r.distances[k - 1] - 1e-12);
+    }
 }
 
 TEST_CASE("incremental/memory: select_exemplars normalises, random selection is distinct and seeded") {
@@ -121,6 +167,8 @@ TEST_CASE("incremental/memory: bad input") {
   Tensor<double> nan = four();
   nan(1, 1) = std::nan("");
   WEFT_INC_FAILS(incremental::herding_argmax(nan, 2), ValueError, "incremental::herding_argmax");
+  WEFT_INC_FAILS(incremental::herding(nan, 2), ValueError, "incremental::herding");
+  WEFT_INC_FAILS(incremental::herding(four(), 0, incremental::HerdingVariant::argmax), ValueError, "incremental::herding");
   WEFT_INC_FAILS(incremental::normalize_rows(Tensor<double>(Shape{3})), ShapeError, "incremental::normalize_rows");
   Rng rng(1);
   incremental::MemoryOptions o;

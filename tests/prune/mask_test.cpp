@@ -1,6 +1,7 @@
 // Tests of weft/prune/mask.hpp: exact zero counts per matrix, row, column block and N:M group;
 // the stable tie-break; the reference rules (numpy percentile, sorted index) against a full
-// sort; 1 vs 2 threads; bad input.
+// sort; the thresholds select_mask_with_thresholds reports against the mask; 1 vs 2 threads;
+// bad input.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -44,6 +45,33 @@ std::vector<float> tied_scores(index_t n, int levels, Rng& rng) {
   std::vector<float> v(static_cast<std::size_t>(n));
   for (auto& x : v) x = float(rng.below(std::uint64_t(levels)));
   return v;
+}
+
+/// Checks a MaskSelection against the scores: same mask as select_mask; threshold_at(r, c) is
+/// the threshold of the group (r, c) belongs to; every pruned score <= t;
+/// every kept one >= t (exact_count: ties at t on both sides) or > t (the _le rules, ties pruned);
+/// for exact_count t is a pruned score of its group (the k-th smallest) or -inf with none pruned.
+void check_thresholds(const std::vector<float>& v, index_t rows, index_t cols, const MaskOptions& o) {
+  const MaskSelection sel = select_mask_with_thresholds(v.data(), rows, cols, o);
+  CHECK(sel.mask == select_mask(v.data(), rows, cols, o));
+  std::vector<int> attained(sel.thresholds.size(), 0), pruned(sel.thresholds.size(), 0);
+  index_t bad = 0;
+  for (index_t r = 0; r < rows; ++r)
+    for (index_t c = 0; c < cols; ++c) {
+      const double x = v[std::size_t(r * cols + c)], t = sel.threshold_at(r, c);
+      const bool exact = o.rule == threshold_rule::exact_count;
+      bad += sel.mask.kept(r, c) ? (exact ? x < t : x <= t) : x > t;
+      const std::size_t g = std::size_t(o.group == mask_group::row            ? r
+                                        : o.group == mask_group::column_block ? c / o.block_cols
+                                        : o.group == mask_group::n_of_m       ? r * (cols / o.m) + c / o.m
+                                                                              : 0);
+      bad += t != sel.thresholds[g];
+      if (!sel.mask.kept(r, c)) pruned[g] = 1, attained[g] |= x == t;
+    }
+  CHECK(bad == 0);
+  if (o.rule != threshold_rule::exact_count) return;
+  for (std::size_t g = 0; g < sel.thresholds.size(); ++g)
+    CHECK((pruned[g] ? attained[g] == 1 : sel.thresholds[g] == -std::numeric_limits<double>::infinity()));
 }
 
 }  // namespace
@@ -168,6 +196,55 @@ TEST_CASE("prune/mask: sorted_index_le prunes scores <= sort(s)[floor(s n)] (k +
   }
 }
 
+TEST_CASE("prune/mask: select_mask_with_thresholds: kept >= t >= pruned for every rule and group") {
+  Rng rng(11);
+  const index_t rows = 12, cols = 40;
+  for (int levels : {4, 1 << 30}) {
+    const std::vector<float> v = tied_scores(rows * cols, levels, rng);
+    for (auto g : {mask_group::matrix, mask_group::row, mask_group::column_block})
+      for (auto rule : {threshold_rule::exact_count, threshold_rule::percentile_le, threshold_rule::sorted_index_le})
+        for (double s : {0.0, 0.3, 0.5}) {
+          MaskOptions o;
+          o.group = g;
+          o.rule = rule;
+          o.sparsity = s;
+          o.block_cols = 16;  // blocks of 16, 16 and 8 columns
+          check_thresholds(v, rows, cols, o);
+        }
+    MaskOptions nm;
+    nm.group = mask_group::n_of_m;
+    for (index_t n : {0, 1, 2}) {
+      nm.n = n;
+      check_thresholds(v, rows, cols, nm);
+    }
+  }
+  // a large group (the radix select) and the group counts
+  const std::vector<float> big = tied_scores(300 * 300, 1000, rng);
+  MaskOptions o;
+  check_thresholds(big, 300, 300, o);
+  CHECK(select_mask_with_thresholds(big.data(), 300, 300, o).thresholds.size() == 1);
+  o.group = mask_group::column_block;
+  CHECK(select_mask_with_thresholds(big.data(), 300, 300, o).thresholds.size() == 3);
+  o.group = mask_group::n_of_m;
+  CHECK(select_mask_with_thresholds(big.data(), 300, 300, o).thresholds.size() == 300 * 75);
+  // the reference rules' t is the one they define
+  const std::vector<float> v = tied_scores(rows * cols, 1 << 30, rng);
+  o = MaskOptions{};
+  o.rule = threshold_rule::percentile_le;
+  o.sparsity = 0.52;
+  CHECK(select_mask_with_thresholds(v.data(), rows, cols, o).thresholds[0] == numpy_percentile(v, 0.52));
+  o.rule = threshold_rule::sorted_index_le;
+  std::vector<float> sorted = v;
+  std::sort(sorted.begin(), sorted.end());
+  CHECK(select_mask_with_thresholds(v.data(), rows, cols, o).thresholds[0] ==
+        double(sorted[std::size_t(prune_count(0.52, rows * cols))]));
+  // the tensor overload, and a bad position
+  const Tensor<double> t = Tensor<double>::from_values({3, 1, 2, 0, 5, 4}, Shape{2, 3});
+  const MaskSelection sel = select_mask_with_thresholds(t);  // k = 3: scores 0, 1, 2
+  CHECK(sel.thresholds == std::vector<double>{2.0});
+  WEFT_PRUNE_CHECK_FAILS(sel.threshold_at(2, 0), ShapeError, "prune::MaskSelection::threshold_at");
+}
+
 TEST_CASE("prune/mask: the same mask with 1 and 2 threads, for every group") {
   ThreadCountGuard guard;
   Rng rng(6);
@@ -227,8 +304,14 @@ TEST_CASE("prune/mask: bad input raises before anything is computed") {
   o.group = mask_group::column_block;
   o.block_cols = 0;
   WEFT_PRUNE_CHECK_FAILS(select_mask(v.data(), 3, 4, o), ConfigError, "prune::select_mask");
+  WEFT_PRUNE_CHECK_FAILS(select_mask_with_thresholds(v.data(), 3, 4, o), ConfigError,
+                         "prune::select_mask_with_thresholds");
   Tensor<float> r1(Shape{12});
   WEFT_PRUNE_CHECK_FAILS(select_mask(r1), ShapeError, "prune::select_mask");
+  WEFT_PRUNE_CHECK_FAILS(select_mask_with_thresholds(r1), ShapeError, "prune::select_mask_with_thresholds");
+  v[3] = std::numeric_limits<float>::quiet_NaN();
+  WEFT_PRUNE_CHECK_FAILS(select_mask_with_thresholds(v.data(), 3, 4, MaskOptions{}), ValueError,
+                         "prune::select_mask_with_thresholds");
 }
 
 TEST_CASE_TEMPLATE("prune/mask: the radix select equals nth_element; -0 and +0 are one value", S, float, double) {

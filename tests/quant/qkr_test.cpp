@@ -2,7 +2,8 @@
 // double) with the exact bias policy, and with the drop policy when b_q = 0; a float64 gradient
 // check of unquantised QKR; the quantised backward dL/dW_q^h = W_k^h G^T, dL/dW_k^h = W_q^h G
 // checked analytically; per-(head, row) scales; input, intermediate and gate options; the block
-// wrapper; bad input.
+// wrapper; q/k projections of width d_qk != C (against a plain reference, float64 gradient
+// check); bad input.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -56,6 +57,60 @@ struct ShiftTransform : nn::WeightTransform<T> {
 template <class T>
 double max_diff(const Tensor<T>& a, const Tensor<T>& b) {
   return double((a.array() - b.array()).abs().maxCoeff());
+}
+
+/// Replaces q_proj and k_proj of mha by Linear(C, dqk) layers (with bias).
+template <class T>
+void set_qk_width(nn::MultiHeadAttention<T>& mha, index_t dqk, Rng& rng) {
+  mha.q_proj = nn::Linear<T>(mha.v_proj.in_features(), dqk, rng);
+  mha.k_proj = nn::Linear<T>(mha.v_proj.in_features(), dqk, rng);
+}
+
+/// Attention with q/k heads of width dqk / H and v heads of width C / H, by loops in double:
+/// out_proj(concat_h softmax(q_h k_h^T / sqrt(dqk / H)) v_h), with every bias.
+Tensor<double> attention_reference(nn::MultiHeadAttention<double>& mha, const Tensor<double>& x) {
+  const index_t B = x.dim(0), N = x.dim(1), C = x.dim(2), H = mha.heads();
+  const index_t dq = mha.q_proj.out_features() / H, dv = C / H;
+  auto proj = [&](nn::Linear<double>& l) {
+    Tensor<double> y(Shape{B, N, l.out_features()});
+    for (index_t b = 0; b < B; ++b)
+      for (index_t n = 0; n < N; ++n)
+        for (index_t o = 0; o < l.out_features(); ++o) {
+          double s = l.bias.value().flat(o);
+          for (index_t i = 0; i < C; ++i) s += l.weight.value()(o, i) * x(b, n, i);
+          y(b, n, o) = s;
+        }
+    return y;
+  };
+  const Tensor<double> q = proj(mha.q_proj), k = proj(mha.k_proj), v = proj(mha.v_proj);
+  Tensor<double> o(Shape{B, N, C});
+  for (index_t b = 0; b < B; ++b)
+    for (index_t h = 0; h < H; ++h)
+      for (index_t n = 0; n < N; ++n) {
+        std::vector<double> a(static_cast<std::size_t>(N));
+        double mx = -1e300, z = 0;
+        for (index_t m = 0; m < N; ++m) {
+          double s = 0;
+          for (index_t j = 0; j < dq; ++j) s += q(b, n, h * dq + j) * k(b, m, h * dq + j);
+          a[std::size_t(m)] = s / std::sqrt(double(dq));
+          mx = std::max(mx, a[std::size_t(m)]);
+        }
+        for (double& e : a) z += (e = std::exp(e - mx));
+        for (index_t j = 0; j < dv; ++j) {
+          double s = 0;
+          for (index_t m = 0; m < N; ++m) s += a[std::size_t(m)] / z * v(b, m, h * dv + j);
+          o(b, n, h * dv + j) = s;
+        }
+      }
+  Tensor<double> y(Shape{B, N, C});
+  for (index_t b = 0; b < B; ++b)
+    for (index_t n = 0; n < N; ++n)
+      for (index_t c = 0; c < C; ++c) {
+        double s = mha.out_proj.bias.value().flat(c);
+        for (index_t i = 0; i < C; ++i) s += mha.out_proj.weight.value()(c, i) * o(b, n, i);
+        y(b, n, c) = s;
+      }
+  return y;
 }
 
 }  // namespace
@@ -198,6 +253,44 @@ TEST_CASE("quant/qkr: input and intermediate quantisers; the block wrapper; para
   CHECK(qb.named_parameters().size() == block.named_parameters().size());
 }
 
+TEST_CASE("quant/qkr: q/k projections of width d_qk != C: shapes, a plain reference, V keeps C") {
+  for (index_t dqk : {4, 6, 12}) {
+    Rng rng(20 + std::uint64_t(dqk));
+    nn::MultiHeadAttention<double> mha(8, 2, rng);
+    set_qk_width(mha, dqk, rng);
+    quant::QkrOptions o;
+    o.qk_bias = quant::QkBias::exact;
+    quant::QkrAttention<double> qkr(mha, o);
+    CHECK(qkr.qk_dim() == dqk);
+    const Tensor<double> x = test::randn<double>(Shape{3, 5, 8}, rng);
+    const Tensor<double> y = run(qkr, x, true);
+    CHECK(y.shape() == Shape{3, 5, 8});
+    CHECK(max_diff(y, attention_reference(mha, x)) <= 1e-12);
+    CHECK(qkr.folded_product().shape() == Shape{16, 8});  // H C x C whatever d_qk
+    Tape<double> t;
+    no_grad ng;
+    CHECK(qkr.logits(t.constant(x)).shape() == Shape{6, 5, 5});
+    // with a product quantiser: still one scale per (head, row)
+    auto sq = quant::statsq<2, double>();
+    qkr.product_quantizer = sq;
+    CHECK(run(qkr, x, true).shape() == Shape{3, 5, 8});
+    CHECK(sq->scales().size() == 16);
+  }
+}
+
+TEST_CASE("quant/qkr: gradient check with d_qk != C (float64, every parameter and the input)") {
+  Rng rng(21);
+  nn::MultiHeadAttention<double> mha(4, 2, rng);
+  set_qk_width(mha, 6, rng);
+  quant::QkrOptions o;
+  o.qk_bias = quant::QkBias::exact;
+  quant::QkrAttention<double> qkr(mha, o);
+  const Tensor<double> x = test::randn<double>(Shape{2, 3, 4}, rng), R = test::randn<double>(Shape{2, 3, 4}, rng);
+  WEFT_CHECK_GRAD(param_grad_check(qkr.parameters(), [&](Tape<double>& t) { return contract(qkr(t.constant(x)), R); }));
+  auto f = [&](Tape<double>&, const std::vector<Var<double>>& v) { return qkr(v[0]); };
+  WEFT_CHECK_GRAD(grad_check(f, {x}));
+}
+
 TEST_CASE("quant/qkr: bad input") {
   nn::MultiHeadAttention<float> empty;
   WEFT_QUANT_CHECK_FAILS(quant::QkrAttention<float>{empty}, ConfigError, "quant::QkrAttention");
@@ -208,6 +301,23 @@ TEST_CASE("quant/qkr: bad input") {
   WEFT_QUANT_CHECK_FAILS(qkr(t.constant(Tensor<float>(Shape{2, 3, 6}))), ShapeError, "quant::QkrAttention::forward");
   WEFT_QUANT_CHECK_FAILS(qkr(t.constant(Tensor<float>(Shape{3, 8}))), ShapeError, "quant::QkrAttention::forward");
   WEFT_QUANT_CHECK_FAILS(qkr.gate_qk_product(0.005), ConfigError, "quant::QkrAttention::gate_qk_product");
+  // q/k widths: divisible by the heads, one width for both, reading the model width
+  nn::MultiHeadAttention<float> odd(8, 2, rng);
+  set_qk_width(odd, 5, rng);
+  CHECK_THROWS_WITH_AS(quant::QkrAttention<float>{odd}, doctest::Contains("d_qk divisible by heads = 2, got d_qk = 5"),
+                       ShapeError);
+  odd.k_proj = nn::Linear<float>(8, 6, rng);
+  odd.q_proj = nn::Linear<float>(8, 4, rng);
+  WEFT_QUANT_CHECK_FAILS(quant::QkrAttention<float>{odd}, ShapeError, "quant::QkrAttention");
+  odd.q_proj = nn::Linear<float>(7, 6, rng);
+  WEFT_QUANT_CHECK_FAILS(quant::QkrAttention<float>{odd}, ShapeError, "quant::QkrAttention");
+  // swapped after construction: caught by the forward, before the input quantiser runs
+  set_qk_width(mha, 3, rng);
+  auto in = std::make_shared<ScaleInput<float>>(1.0f);
+  qkr.input_quantizer = in;
+  WEFT_QUANT_CHECK_FAILS(qkr(t.constant(Tensor<float>(Shape{2, 3, 8}))), ShapeError, "quant::QkrAttention::forward");
+  CHECK(in->seen == Shape{});
+  WEFT_QUANT_CHECK_FAILS(qkr.folded_product(), ShapeError, "quant::QkrAttention::product");
 }
 
 }  // namespace weft_unit_quant_qkr_test

@@ -1,7 +1,8 @@
 // Tests of weft/quant/tracker.hpp: oscillation events, switches and the frequency EMA on hand-made
 // code sequences, the window aggregates (osc_rate, flip_rate, flip_frac, osc_frac), iterative
 // freezing (frozen at round(EMA(k)), substituted by the quantiser in its next forward), the
-// optimiser hook, and bad options.
+// optimiser hook, code sequences fed by hand (the same statistics as the quantiser path), and
+// bad options and codes.
 #include <doctest/doctest.h>
 
 #include <memory>
@@ -164,6 +165,77 @@ TEST_CASE("quant/tracker: attach() observes before every optimiser step") {
   CHECK(tr.window().flips > 0);
 }
 
+TEST_CASE("quant/tracker: codes fed by observe(codes) give the quantiser path's statistics") {
+  Rng rng(7);
+  nn::Linear<float> layer(8, 4, rng);
+  auto q = quant::statsq<2, float>();
+  layer.add_transform(q);
+  nn::AdamOptions ao;
+  ao.lr = 0.05;
+  nn::Adam<float> opt(layer.parameters(), ao);
+  quant::OscillationTracker<float> via_q, fed;
+  via_q.track(q);
+  quant::CodeSpec spec;
+  spec.size = 32;
+  spec.bits = 2;
+  CHECK(fed.track_codes(spec) == 0);
+  const Tensor<float> x = test::randn<float>(Shape{16, 8}, rng);
+  for (int s = 0; s < 40; ++s) {
+    if (s == 25) via_q.begin_window(), fed.begin_window();
+    opt.zero_grad();
+    Tape<float> t;
+    t.backward(mean(square(layer(t.constant(x)))));
+    via_q.observe();
+    fed.observe(q->codes());
+    CHECK(fed.last_oscillations() == via_q.last_oscillations());
+    CHECK(fed.last_flips() == via_q.last_flips());
+    opt.step();
+  }
+  const quant::OscillationStats a = via_q.window(), b = fed.window();
+  REQUIRE(a.flips > 0);
+  CHECK(b.steps == a.steps);
+  CHECK(b.weights == a.weights);
+  CHECK(b.oscillations == a.oscillations);
+  CHECK(b.flips == a.flips);
+  CHECK(b.flipped == a.flipped);
+  CHECK(fed.steps() == via_q.steps());
+  CHECK(fed.frequency(0) == via_q.frequency(0));
+  CHECK(fed.osc_frac(0.0) == via_q.osc_frac(0.0));
+}
+
+TEST_CASE("quant/tracker: several fed sequences next to a quantiser; the code ranges of the bit widths") {
+  auto src = std::make_shared<CodeSource>();
+  quant::OscillationTracker<double> tr;
+  quant::CodeSpec sign1, u3;
+  sign1.size = 2;
+  sign1.bits = 1;  // LSQ's sign codes {-1, +1} and StatsQ's {-1, 0}
+  u3.size = 1;
+  u3.bits = 3;
+  u3.is_signed = false;  // [0, 7]
+  CHECK(tr.track_codes(sign1) == 0);
+  tr.track(src);
+  CHECK(tr.track_codes(u3) == 2);
+  CHECK(sign1.lowest() == -1);
+  CHECK(sign1.highest() == 1);
+  CHECK(u3.highest() == 7);
+  const std::vector<std::vector<qcode_t>> a = {{-1, 0}, {7}}, b = {{1, -1}, {0}}, c = {{-1, 0}, {7}};
+  src->set({0});
+  tr.observe(a);  // initialises all three
+  src->set({1});
+  tr.observe(b);  // switches: 2 (sequence 0) + 1 (quantiser) + 1 (sequence 2)
+  CHECK(tr.last_flips() == 4);
+  CHECK(tr.last_oscillations() == 0);
+  src->set({0});
+  tr.observe(c);  // every one reverses: 4 oscillations
+  CHECK(tr.last_oscillations() == 4);
+  CHECK(tr.steps() == 2);
+  CHECK(tr.weights() == 4);
+  CHECK(tr.frequency(2)[0] == doctest::Approx(0.01));
+  tr.observe();  // fed sequences take no step here; the quantiser's unchanged codes do
+  CHECK(tr.steps() == 3);
+  CHECK(tr.last_flips() == 0);
+}
+
 TEST_CASE("quant/tracker: bad options") {
   quant::TrackerOptions o;
   o.momentum = 0;
@@ -177,6 +249,33 @@ TEST_CASE("quant/tracker: bad options") {
   WEFT_QUANT_CHECK_FAILS(tr.frequency(0), ShapeError, "quant::OscillationTracker");
   tr.observe();  // nothing tracked: no step
   CHECK(tr.steps() == 0);
+}
+
+TEST_CASE("quant/tracker: bad fed codes are rejected before anything changes") {
+  quant::OscillationTracker<float> tr;
+  quant::CodeSpec spec;
+  spec.size = 0;
+  WEFT_QUANT_CHECK_FAILS(tr.track_codes(spec), ShapeError, "quant::OscillationTracker::track_codes");
+  spec.size = 3;
+  spec.bits = 0;
+  WEFT_QUANT_CHECK_FAILS(tr.track_codes(spec), ConfigError, "quant::OscillationTracker::track_codes");
+  spec.bits = 2;  // codes in [-2, 1]
+  tr.track_codes(spec);
+  const std::vector<qcode_t> k0 = {-2, 0, 1}, k1 = {1, 0, -2};
+  tr.observe(k0);
+  tr.observe(k1);
+  const std::vector<float> f = tr.frequency(0);
+  const std::vector<qcode_t> short_k = {0, 0}, high = {0, 2, 0}, low = {-3, 0, 0};
+  WEFT_QUANT_CHECK_FAILS(tr.observe(short_k), ShapeError, "quant::OscillationTracker::observe");
+  WEFT_QUANT_CHECK_FAILS(tr.observe(high), ValueError, "quant::OscillationTracker::observe");
+  CHECK_THROWS_WITH(tr.observe(low), doctest::Contains("[-2, 1]"));
+  const std::vector<std::vector<qcode_t>> two = {k0, k0};
+  WEFT_QUANT_CHECK_FAILS(tr.observe(two), ShapeError, "quant::OscillationTracker::observe");
+  CHECK(tr.steps() == 1);
+  CHECK(tr.window().flips == 2);
+  CHECK(tr.frequency(0) == f);
+  tr.observe(k0);  // still tracking from k1
+  CHECK(tr.last_flips() == 2);
 }
 
 }  // namespace weft_unit_quant_tracker_test

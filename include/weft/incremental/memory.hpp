@@ -14,7 +14,8 @@
 //            iterations, so it can return fewer than m. (The official code compares a class-local
 //            index with stored global ones, so it can keep repeats; we keep the intended rule.)
 //   random:  the first m entries of a random permutation.
-// A class with fewer than m rows keeps all of them (in herding order).
+// A class with fewer than m rows keeps all of them (in herding order). herding(phi, m, variant)
+// also returns, per pick k, the distance ||mu - (S_k / k)||_2 the running mean reached.
 #pragma once
 
 #include <algorithm>
@@ -84,16 +85,31 @@ void check_herding(const char* func, const Tensor<T>& phi, index_t m) {
 }
 }  // namespace detail
 
-/// iCaRL herding (argmin variant) on normalised features phi (n, d): min(m, n) distinct row
-/// indices in selection (priority) order.
+/// Herding picks with the distance each pick achieved (incremental::herding).
+struct HerdingResult {
+  std::vector<index_t> indices;  ///< distinct row indices in selection (priority) order
+  /// distances[k - 1] = ||mu - (1/k) sum of the first k picked phi||_2: for argmin the minimum
+  /// over the unpicked rows at step k (what the greedy pick minimised); for argmax the same
+  /// quantity after each kept pick (reported, not what argmax maximises).
+  std::vector<double> distances;
+};
+
+namespace detail {
+/// ||mu - S / k||_2.
+inline double mean_distance(const std::vector<double>& mu, const std::vector<double>& S, index_t k) {
+  double d = 0;
+  for (std::size_t j = 0; j < mu.size(); ++j) d += (mu[j] - S[j] / double(k)) * (mu[j] - S[j] / double(k));
+  return std::sqrt(d);
+}
+
 template <class T>
-std::vector<index_t> herding_argmin(const Tensor<T>& phi, index_t m) {
-  detail::check_herding("incremental::herding_argmin", phi, m);
+HerdingResult herding_argmin(const char* fn, const Tensor<T>& phi, index_t m) {
+  check_herding(fn, phi, m);
   const index_t n = phi.dim(0), d = phi.dim(1);
-  const std::vector<double> mu = detail::row_mean(phi);
+  const std::vector<double> mu = row_mean(phi);
   std::vector<double> S(std::size_t(d), 0.0);
   std::vector<char> picked(std::size_t(n), 0);
-  std::vector<index_t> out;
+  HerdingResult r;
   for (index_t k = 1; k <= std::min(m, n); ++k) {
     index_t best = -1;
     double best_d = std::numeric_limits<double>::infinity();
@@ -108,22 +124,21 @@ std::vector<index_t> herding_argmin(const Tensor<T>& phi, index_t m) {
     }
     picked[std::size_t(best)] = 1;
     for (index_t j = 0; j < d; ++j) S[std::size_t(j)] += double(phi(best, j));
-    out.push_back(best);
+    r.indices.push_back(best);
+    r.distances.push_back(std::sqrt(best_d));
   }
-  return out;
+  return r;
 }
 
-/// Welling herding as in the official WA code: at most m distinct indices, in selection order,
-/// from at most ceil(1.5 m) iterations (so possibly fewer than m).
 template <class T>
-std::vector<index_t> herding_argmax(const Tensor<T>& phi, index_t m) {
-  detail::check_herding("incremental::herding_argmax", phi, m);
+HerdingResult herding_argmax(const char* fn, const Tensor<T>& phi, index_t m) {
+  check_herding(fn, phi, m);
   const index_t n = phi.dim(0), d = phi.dim(1);
-  const std::vector<double> mu = detail::row_mean(phi);
-  std::vector<double> w = mu;
+  const std::vector<double> mu = row_mean(phi);
+  std::vector<double> w = mu, S(std::size_t(d), 0.0);
   std::vector<char> picked(std::size_t(n), 0);
-  std::vector<index_t> out;
-  for (index_t step = 0; index_t(out.size()) < m && double(step) < 1.5 * double(m); ++step) {
+  HerdingResult r;
+  for (index_t step = 0; index_t(r.indices.size()) < m && double(step) < 1.5 * double(m); ++step) {
     index_t best = 0;
     double best_v = -std::numeric_limits<double>::infinity();
     for (index_t i = 0; i < n; ++i) {
@@ -132,12 +147,36 @@ std::vector<index_t> herding_argmax(const Tensor<T>& phi, index_t m) {
       if (v > best_v) best_v = v, best = i;
     }
     for (index_t j = 0; j < d; ++j) w[std::size_t(j)] += mu[std::size_t(j)] - double(phi(best, j));
-    if (!picked[std::size_t(best)]) {
-      picked[std::size_t(best)] = 1;
-      out.push_back(best);
-    }
+    if (picked[std::size_t(best)]) continue;
+    picked[std::size_t(best)] = 1;
+    for (index_t j = 0; j < d; ++j) S[std::size_t(j)] += double(phi(best, j));
+    r.indices.push_back(best);
+    r.distances.push_back(mean_distance(mu, S, index_t(r.indices.size())));
   }
-  return out;
+  return r;
+}
+}  // namespace detail
+
+/// iCaRL herding (argmin variant) on normalised features phi (n, d): min(m, n) distinct row
+/// indices in selection (priority) order.
+template <class T>
+std::vector<index_t> herding_argmin(const Tensor<T>& phi, index_t m) {
+  return detail::herding_argmin("incremental::herding_argmin", phi, m).indices;
+}
+
+/// Welling herding as in the official WA code: at most m distinct indices, in selection order,
+/// from at most ceil(1.5 m) iterations (so possibly fewer than m).
+template <class T>
+std::vector<index_t> herding_argmax(const Tensor<T>& phi, index_t m) {
+  return detail::herding_argmax("incremental::herding_argmax", phi, m).indices;
+}
+
+/// Herding of either variant with the distance of the running exemplar mean to the class mean
+/// after each pick (HerdingResult); the indices equal herding_argmin / herding_argmax's.
+template <class T>
+HerdingResult herding(const Tensor<T>& phi, index_t m, HerdingVariant v = HerdingVariant::argmin) {
+  return v == HerdingVariant::argmax ? detail::herding_argmax("incremental::herding", phi, m)
+                                     : detail::herding_argmin("incremental::herding", phi, m);
 }
 
 /// min(m, n) distinct indices of [0, n): the start of a random permutation.

@@ -26,12 +26,14 @@
 // one pass prunes every score < t and, in index order, as many scores == t as the count needs.
 // Rows and blocks run through parallel_for; the result never depends on the thread count.
 // Scores must be finite (NaN would make the order meaningless): a non-finite score is a
-// ValueError naming its position.
+// ValueError naming its position. select_mask_with_thresholds also returns the threshold each
+// group applied (MaskSelection, which documents what it means per rule and group).
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "weft/core/parallel.hpp"
@@ -109,23 +111,34 @@ void select_exact_small(const S* v, index_t n, index_t k, std::uint8_t* keep) {
   }
 }
 
-/// Marks the pruned entries of one group of n scores (group order = flat index order).
-/// tmp is scratch reused between calls.
+/// The largest pruned score of a group (-inf when nothing is pruned): exact_count's threshold.
 template <class S>
-void select_group(const S* v, index_t n, const MaskOptions& o, std::uint8_t* keep, std::vector<S>& tmp) {
-  if (n == 0) return;
+double largest_pruned(const S* v, index_t n, const std::uint8_t* keep) {
+  double t = -std::numeric_limits<double>::infinity();
+  for (index_t i = 0; i < n; ++i)
+    if (!keep[i]) t = std::max(t, double(v[i]));
+  return t;
+}
+
+/// Marks the pruned entries of one group of n scores (group order = flat index order) and
+/// returns the threshold applied (see MaskSelection). tmp is scratch reused between calls.
+template <class S>
+double select_group(const S* v, index_t n, const MaskOptions& o, std::uint8_t* keep, std::vector<S>& tmp) {
+  if (n == 0) return -std::numeric_limits<double>::infinity();
   index_t below = 0;
   if (o.rule == threshold_rule::exact_count) {
     const index_t k = prune_count(o.sparsity, n);
     if (k == 0) {
       std::fill(keep, keep + n, std::uint8_t(1));
-    } else if (n <= 16) {
-      select_exact_small(v, n, k, keep);
-    } else {
-      const S t = kth_smallest(v, n, k, tmp, &below);
-      mark_exact(v, n, t, k - below, keep);
+      return -std::numeric_limits<double>::infinity();
     }
-    return;
+    if (n <= 16) {
+      select_exact_small(v, n, k, keep);
+      return largest_pruned(v, n, keep);
+    }
+    const S t = kth_smallest(v, n, k, tmp, &below);
+    mark_exact(v, n, t, k - below, keep);
+    return double(t);
   }
   double t;
   if (o.rule == threshold_rule::sorted_index_le) {
@@ -138,6 +151,7 @@ void select_group(const S* v, index_t n, const MaskOptions& o, std::uint8_t* kee
     t = numpy_lerp(a, b, pos - double(lo));
   }
   mark_le(v, n, t, keep);
+  return t;
 }
 
 inline void check_mask_options(const MaskOptions& o, index_t cols, const char* fn) {
@@ -163,30 +177,43 @@ void check_finite_scores(const S* s, index_t rows, index_t cols, const char* fn)
 
 }  // namespace detail
 
-/// The keep-mask of a rows x cols score matrix (row-major, raw pointer) under options o.
-/// Checks sparsity, options and finiteness before doing anything.
+namespace detail {
+
+/// Number of groups of a rows x cols matrix under o (the size of MaskSelection::thresholds).
+inline index_t mask_group_count(index_t rows, index_t cols, const MaskOptions& o) {
+  switch (o.group) {
+    case mask_group::row: return rows;
+    case mask_group::column_block: return (cols + o.block_cols - 1) / o.block_cols;
+    case mask_group::n_of_m: return rows * (cols / o.m);
+    default: return 1;
+  }
+}
+
+/// select_mask's work; thr (one per group, or null) receives the thresholds.
 template <class S>
-Mask select_mask(const S* scores, index_t rows, index_t cols, const MaskOptions& o = {}) {
-  const char* fn = "prune::select_mask";
+Mask select_into(const S* scores, index_t rows, index_t cols, const MaskOptions& o, double* thr, const char* fn) {
   WEFT_CHECK(rows > 0 && cols > 0, shape, fn, "expected a non-empty score matrix, got ", rows, " x ", cols);
-  detail::check_mask_options(o, cols, fn);
-  detail::check_finite_scores(scores, rows, cols, fn);
+  check_mask_options(o, cols, fn);
+  check_finite_scores(scores, rows, cols, fn);
   Mask mask(rows, cols);
   std::uint8_t* keep = mask.keep.data();
+  auto put = [thr](index_t g, double t) {
+    if (thr) thr[g] = t;
+  };
   switch (o.group) {
     case mask_group::matrix: {
       std::vector<S> tmp;
-      detail::select_group(scores, rows * cols, o, keep, tmp);
+      put(0, select_group(scores, rows * cols, o, keep, tmp));
       break;
     }
     case mask_group::row:
       parallel_for(0, rows, std::max<index_t>(1, 4096 / cols), [&](index_t lo, index_t hi) {
         std::vector<S> tmp;
-        for (index_t r = lo; r < hi; ++r) detail::select_group(scores + r * cols, cols, o, keep + r * cols, tmp);
+        for (index_t r = lo; r < hi; ++r) put(r, select_group(scores + r * cols, cols, o, keep + r * cols, tmp));
       });
       break;
     case mask_group::column_block: {
-      const index_t blocks = (cols + o.block_cols - 1) / o.block_cols;
+      const index_t blocks = mask_group_count(rows, cols, o);
       parallel_for(0, blocks, 1, [&](index_t lo, index_t hi) {
         std::vector<S> vals, tmp;
         std::vector<std::uint8_t> kb;
@@ -195,7 +222,7 @@ Mask select_mask(const S* scores, index_t rows, index_t cols, const MaskOptions&
           vals.resize(std::size_t(rows * w));
           kb.resize(vals.size());
           for (index_t r = 0; r < rows; ++r) std::copy(scores + r * cols + c0, scores + r * cols + c0 + w, &vals[std::size_t(r * w)]);
-          detail::select_group(vals.data(), rows * w, o, kb.data(), tmp);
+          put(b, select_group(vals.data(), rows * w, o, kb.data(), tmp));
           for (index_t r = 0; r < rows; ++r) std::copy(&kb[std::size_t(r * w)], &kb[std::size_t(r * w)] + w, keep + r * cols + c0);
         }
       });
@@ -204,12 +231,67 @@ Mask select_mask(const S* scores, index_t rows, index_t cols, const MaskOptions&
     case mask_group::n_of_m:
       parallel_for(0, rows, std::max<index_t>(1, 4096 / cols), [&](index_t lo, index_t hi) {
         for (index_t r = lo; r < hi; ++r)
-          for (index_t c = 0; c < cols; c += o.m)
-            detail::select_exact_small(scores + r * cols + c, o.m, o.n, keep + r * cols + c);
+          for (index_t c = 0; c < cols; c += o.m) {
+            const S* v = scores + r * cols + c;
+            std::uint8_t* k = keep + r * cols + c;
+            select_exact_small(v, o.m, o.n, k);
+            if (thr) thr[r * (cols / o.m) + c / o.m] = largest_pruned(v, o.m, k);
+          }
       });
       break;
   }
   return mask;
+}
+
+}  // namespace detail
+
+/// The keep-mask of a rows x cols score matrix (row-major, raw pointer) under options o.
+/// Checks sparsity, options and finiteness before doing anything.
+template <class S>
+Mask select_mask(const S* scores, index_t rows, index_t cols, const MaskOptions& o = {}) {
+  return detail::select_into(scores, rows, cols, o, static_cast<double*>(nullptr), "prune::select_mask");
+}
+
+/// A keep-mask with the threshold t each group applied (select_mask_with_thresholds). Per rule:
+///   exact_count      t = the k-th smallest score of the group, the largest pruned one: every
+///                    pruned score <= t <= every kept score. Scores equal to t can fall on both
+///                    sides (the lower flat indices pruned first). k = 0: t = -inf.
+///   percentile_le,   the computed t: every pruned score <= t < every kept score (ties at t
+///   sorted_index_le  pruned).
+/// Groups, in order: matrix one; row one per row; column_block one per block, left to right;
+/// n_of_m one per run of m inputs, row by row (t = the n-th smallest of the m, the largest
+/// pruned; -inf for n = 0).
+struct MaskSelection {
+  Mask mask;
+  std::vector<double> thresholds;
+  mask_group group = mask_group::matrix;
+  index_t group_cols = 0;  ///< columns per group: block_cols (column_block), m (n_of_m), else cols
+
+  /// The threshold of the group holding weight (r, c).
+  double threshold_at(index_t r, index_t c) const {
+    WEFT_CHECK(r >= 0 && r < mask.rows && c >= 0 && c < mask.cols, shape, "prune::MaskSelection::threshold_at",
+               "expected a position inside ", mask.rows, " x ", mask.cols, ", got (", r, ", ", c, ")");
+    switch (group) {
+      case mask_group::row: return thresholds[std::size_t(r)];
+      case mask_group::column_block: return thresholds[std::size_t(c / group_cols)];
+      case mask_group::n_of_m: return thresholds[std::size_t(r * (mask.cols / group_cols) + c / group_cols)];
+      default: return thresholds[0];
+    }
+  }
+};
+
+/// select_mask, also returning the threshold of every group (MaskSelection). Same mask, same checks.
+template <class S>
+MaskSelection select_mask_with_thresholds(const S* scores, index_t rows, index_t cols, const MaskOptions& o = {}) {
+  const char* fn = "prune::select_mask_with_thresholds";
+  WEFT_CHECK(rows > 0 && cols > 0, shape, fn, "expected a non-empty score matrix, got ", rows, " x ", cols);
+  detail::check_mask_options(o, cols, fn);
+  MaskSelection r;
+  r.thresholds.resize(std::size_t(detail::mask_group_count(rows, cols, o)));
+  r.mask = detail::select_into(scores, rows, cols, o, r.thresholds.data(), fn);
+  r.group = o.group;
+  r.group_cols = o.group == mask_group::column_block ? o.block_cols : o.group == mask_group::n_of_m ? o.m : cols;
+  return r;
 }
 
 /// select_mask on a rank-2 score tensor (out x in, as the weight it scores).
@@ -219,6 +301,15 @@ Mask select_mask(const Tensor<T>& scores, const MaskOptions& o = {}) {
   WEFT_CHECK(scores.rank() == 2, shape, "prune::select_mask", "expected a rank-2 score matrix, got shape ",
              scores.shape());
   return select_mask(scores.data(), scores.dim(0), scores.dim(1), o);
+}
+
+/// select_mask_with_thresholds on a rank-2 score tensor.
+template <class T>
+MaskSelection select_mask_with_thresholds(const Tensor<T>& scores, const MaskOptions& o = {}) {
+  static_assert(!is_complex_v<T>, "prune::select_mask_with_thresholds needs real scores");
+  WEFT_CHECK(scores.rank() == 2, shape, "prune::select_mask_with_thresholds", "expected a rank-2 score matrix, got shape ",
+             scores.shape());
+  return select_mask_with_thresholds(scores.data(), scores.dim(0), scores.dim(1), o);
 }
 
 }  // namespace weft::prune

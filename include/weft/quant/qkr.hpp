@@ -26,6 +26,11 @@
 //                           (token, head), here per token across heads)
 // gate_qk_product(BR) applies a CGA-style gate to dL/dM (the reference's intended but inactive
 // gate; off by default). For inference, folded_product() gives M_hat once.
+// q/k narrower or wider than the model: replace mha.q_proj and mha.k_proj by Linear(C, d_qk)
+// layers (d_qk divisible by H). The q/k heads then have width d' = d_qk / H: M_h = W_q^hT W_k^h
+// is still C x C and the logits are scaled by 1 / sqrt(d'); V and the output keep d = C / H.
+// (MultiHeadAttention's own forward needs d_qk = C; QKR does not.) The widths are checked at
+// construction and at every forward (ShapeError).
 // The MultiHeadAttention (and the TransformerBlock of QkrTransformerBlock) must outlive the
 // wrapper and stay at their addresses.
 #pragma once
@@ -58,6 +63,7 @@ class QkrAttention : public nn::Module<T> {
 
   QkrAttention(nn::MultiHeadAttention<T>& mha, const QkrOptions& o = {}) : mha_(&mha), o_(o) {
     WEFT_CHECK(mha.heads() > 0, config, "quant::QkrAttention", "expected a constructed MultiHeadAttention, got an empty one");
+    checked_qk_dim("quant::QkrAttention");
   }
   nn::MultiHeadAttention<T>& attention() noexcept { return *mha_; }
   const QkrOptions& options() const noexcept { return o_; }
@@ -73,7 +79,7 @@ class QkrAttention : public nn::Module<T> {
 
   /// The stacked per-head product (H C, C) through the product quantiser, recorded on t.
   Var<T> product(Tape<T>& t) {
-    const index_t H = mha_->heads(), d = mha_->head_dim();
+    const index_t H = mha_->heads(), d = checked_qk_dim("quant::QkrAttention::product") / H;
     Var<T> wq = mha_->q_proj.effective_weight(t), wk = mha_->k_proj.effective_weight(t);
     std::vector<Var<T>> ms;
     for (index_t h = 0; h < H; ++h) ms.push_back(matmul_tn(slice(wq, 0, h * d, (h + 1) * d), slice(wk, 0, h * d, (h + 1) * d)));
@@ -116,16 +122,35 @@ class QkrAttention : public nn::Module<T> {
     report("intermediate.", intermediate_quantizer.get());
   }
 
+ /// d_qk, the common width of q_proj and k_proj (C unless they were replaced).
+  index_t qk_dim() const { return mha_->q_proj.out_features(); }
+
  private:
+  /// d_qk, checked: q_proj and k_proj of one width, divisible by the heads, reading the model
+  /// width C (v_proj's input).
+  index_t checked_qk_dim(const char* fn) const {
+    const nn::Linear<T>& q = mha_->q_proj;
+    const nn::Linear<T>& k = mha_->k_proj;
+    const index_t C = mha_->v_proj.in_features(), H = mha_->heads();
+    WEFT_CHECK(q.in_features() == C && k.in_features() == C, shape, fn, "expected q_proj and k_proj with ", C,
+               " input features (the model width), got ", q.in_features(), " and ", k.in_features());
+    WEFT_CHECK(q.out_features() == k.out_features(), shape, fn, "expected q_proj and k_proj of one width d_qk, got ",
+               q.out_features(), " and ", k.out_features());
+    WEFT_CHECK(q.out_features() % H == 0, shape, fn, "expected d_qk divisible by heads = ", H, ", got d_qk = ",
+               q.out_features());
+    return q.out_features();
+  }
+
   Var<T> input(const Var<T>& x) {
     WEFT_CHECK(x.rank() == 3 && x.dim(2) == mha_->dim(), shape, "quant::QkrAttention::forward",
                "expected x of shape (B, N, ", mha_->dim(), "), got ", x.shape());
+    checked_qk_dim("quant::QkrAttention::forward");  // before the input quantiser sees x
     return input_quantizer ? input_quantizer->apply(x) : x;
   }
 
   Var<T> logits_impl(const Var<T>& x, const Var<T>& xh) {
     Tape<T>& t = x.tape();
-    const index_t B = x.dim(0), N = x.dim(1), C = x.dim(2), H = mha_->heads(), d = C / H;
+    const index_t B = x.dim(0), N = x.dim(1), C = x.dim(2), H = mha_->heads(), d = qk_dim() / H;
     Var<T> m = product(t);
     Var<T> kp = linear(xh, m);  // (B, N, H C): column (h, i) = (M_h x_n)_i
     if (intermediate_quantizer) kp = intermediate_quantizer->apply(kp);

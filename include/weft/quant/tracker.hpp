@@ -24,8 +24,14 @@
 //   tracker.attach(opt);                         // observe() before every optimiser step
 //   ... train; tracker.begin_window() when the window starts ...
 //   quant::OscillationStats w = tracker.window();   // w.osc_rate(), w.flip_frac(), ...
+//
+// Codes from elsewhere (another framework, a log): track_codes(CodeSpec{size, bits}) registers a
+// sequence fed by hand, and observe(codes) takes step t's codes of it and updates the same
+// statistics as a quantiser's codes would (checked first: one vector per fed sequence, its size,
+// every code in the bit width's range). Fed sequences are never frozen (no quantiser to pin).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -41,6 +47,19 @@ namespace weft::quant {
 struct TrackerOptions {
   double momentum = 0.01;         ///< m of the frequency EMA (and of the code EMA for freezing)
   double freeze_threshold = 0.0;  ///< > 0: iterative freezing at this frequency
+};
+
+/// A code sequence fed by hand (OscillationTracker::track_codes): `size` weights whose codes
+/// come from a `bits`-bit quantiser. Valid codes: signed [-2^(b-1), 2^(b-1) - 1] (StatsQ, signed
+/// LSQ), widened to [-1, 1] at one bit so that StatsQ's {-1, 0} and LSQ's sign codes {-1, +1} both
+/// fit; unsigned [0, 2^b - 1].
+struct CodeSpec {
+  index_t size = 0;
+  int bits = 2;
+  bool is_signed = true;
+  std::string name;
+  int lowest() const noexcept { return is_signed ? -(1 << (bits - 1)) : 0; }
+  int highest() const noexcept { return is_signed ? std::max((1 << (bits - 1)) - 1, 1) : (1 << bits) - 1; }
 };
 
 /// Counts over a range of steps; the rates are computed from them.
@@ -72,46 +91,43 @@ class OscillationTracker {
   /// Tracks the codes of q (a quantiser attached to some layer).
   void track(std::shared_ptr<WeightQuantizer<T>> q, std::string name = {}) {
     WEFT_CHECK(q != nullptr, config, "quant::OscillationTracker::track", "expected a quantiser, got nullptr");
-    entries_.push_back(Entry{std::move(q), std::move(name), {}, {}, {}, {}, {}, false});
+    Entry e;
+    e.q = std::move(q);
+    e.name = std::move(name);
+    entries_.push_back(std::move(e));
+  }
+  /// Tracks a code sequence fed by observe(codes) instead of read from a quantiser; returns its
+  /// index (the one frequency() takes).
+  std::size_t track_codes(const CodeSpec& spec) {
+    const char* fn = "quant::OscillationTracker::track_codes";
+    WEFT_CHECK(spec.size > 0, shape, fn, "expected a code sequence of size > 0, got ", spec.size);
+    detail::check_bits(spec.bits, fn);
+    Entry e;
+    e.spec = spec;
+    e.name = spec.name;
+    entries_.push_back(std::move(e));
+    ++fed_;
+    return entries_.size() - 1;
   }
   std::size_t size() const noexcept { return entries_.size(); }
 
   /// Reads every tracked quantiser's codes (those of its latest training forward) as step t.
   /// Call once per optimiser step, after the forward pass (attach() does).
-  void observe() {
-    const float m = float(o_.momentum);
-    std::int64_t osc = 0, flips = 0;
-    bool any = false;
-    for (auto& e : entries_) {
-      const std::vector<qcode_t>& k = e.q->codes();
-      if (k.empty()) continue;
-      if (!e.ready || e.prev.size() != k.size()) {  // the first observation only initialises
-        init(e, k);
-        continue;
-      }
-      any = true;
-      for (std::size_t i = 0; i < k.size(); ++i) {
-        const int delta = int(k[i]) - int(e.prev[i]);
-        bool o = false;
-        if (delta != 0) {
-          const std::int8_t d = delta > 0 ? 1 : -1;
-          o = e.dir[i] == -d;
-          e.dir[i] = d;
-          ++flips;
-          e.flipped[i] = 1;
-        }
-        osc += o;
-        e.freq[i] = m * float(o) + (1 - m) * e.freq[i];
-        e.prev[i] = k[i];
-      }
-      if (o_.freeze_threshold > 0) freeze(e, k, m);
-    }
-    if (!any) return;
-    ++steps_;
-    osc_total_ += osc;
-    flips_total_ += flips;
-    last_osc_ = osc;
-    last_flips_ = flips;
+  /// Fed sequences (track_codes) take no step here.
+  void observe() { step({}); }
+  /// One step with step t's codes of the fed sequences: codes[j] for the j-th sequence registered
+  /// by track_codes (tracked quantisers are read as observe() reads them). Checks every vector
+  /// (count, size, range) before anything changes.
+  void observe(const std::vector<std::vector<qcode_t>>& codes) {
+    std::vector<const std::vector<qcode_t>*> fed;
+    for (const auto& k : codes) fed.push_back(&k);
+    check_fed(fed);
+    step(fed);
+  }
+  /// observe({codes}) for a tracker with one fed sequence.
+  void observe(const std::vector<qcode_t>& codes) {
+    check_fed({&codes});
+    step({&codes});
   }
   /// Installs observe() as a pre-step hook of opt (gradients and codes of the step are final).
   void attach(nn::Optimizer<T>& opt) {
@@ -157,12 +173,13 @@ class OscillationTracker {
     }
     return n > 0 ? double(c) / double(n) : 0.0;
   }
-  /// The frequencies f of the i-th tracked quantiser's weights.
+  /// The frequencies f of the i-th tracked quantiser's (or fed sequence's) weights.
   const std::vector<float>& frequency(std::size_t i) const { return entry(i).freq; }
   /// Number of weights frozen by iterative freezing (over all tracked quantisers).
   index_t frozen() const {
     index_t n = 0;
-    for (auto& e : entries_) n += e.q->frozen_count();
+    for (auto& e : entries_)
+      if (e.q) n += e.q->frozen_count();
     return n;
   }
   double freeze_threshold() const noexcept { return o_.freeze_threshold; }
@@ -174,14 +191,76 @@ class OscillationTracker {
 
  private:
   struct Entry {
-    std::shared_ptr<WeightQuantizer<T>> q;
+    std::shared_ptr<WeightQuantizer<T>> q;  ///< null for a fed sequence
+    CodeSpec spec;                          ///< of a fed sequence
     std::string name;
     std::vector<qcode_t> prev;
     std::vector<std::int8_t> dir;
     std::vector<float> freq, ema;
     std::vector<std::uint8_t> flipped;
-    bool ready;
+    bool ready = false;
   };
+
+  /// One step: quantisers' codes, and fed[j] for the j-th fed sequence (none when fed is empty).
+  void step(const std::vector<const std::vector<qcode_t>*>& fed) {
+    const float m = float(o_.momentum);
+    std::int64_t osc = 0, flips = 0;
+    bool any = false;
+    std::size_t j = 0;
+    for (auto& e : entries_) {
+      const std::vector<qcode_t>* src = e.q ? &e.q->codes() : fed.empty() ? nullptr : fed[j++];
+      if (!src || src->empty()) continue;
+      const std::vector<qcode_t>& k = *src;
+      if (!e.ready || e.prev.size() != k.size()) {  // the first observation only initialises
+        init(e, k);
+        continue;
+      }
+      any = true;
+      update(e, k, m, osc, flips);
+      if (e.q && o_.freeze_threshold > 0) freeze(e, k, m);
+    }
+    if (!any) return;
+    ++steps_;
+    osc_total_ += osc;
+    flips_total_ += flips;
+    last_osc_ = osc;
+    last_flips_ = flips;
+  }
+  /// Step t of one entry with its codes k: switches, oscillations, frequencies.
+  static void update(Entry& e, const std::vector<qcode_t>& k, float m, std::int64_t& osc, std::int64_t& flips) {
+    for (std::size_t i = 0; i < k.size(); ++i) {
+      const int delta = int(k[i]) - int(e.prev[i]);
+      bool o = false;
+      if (delta != 0) {
+        const std::int8_t d = delta > 0 ? 1 : -1;
+        o = e.dir[i] == -d;
+        e.dir[i] = d;
+        ++flips;
+        e.flipped[i] = 1;
+      }
+      osc += o;
+      e.freq[i] = m * float(o) + (1 - m) * e.freq[i];
+      e.prev[i] = k[i];
+    }
+  }
+  /// Checks the codes of the fed sequences (count, sizes, ranges).
+  void check_fed(const std::vector<const std::vector<qcode_t>*>& fed) const {
+    const char* fn = "quant::OscillationTracker::observe";
+    WEFT_CHECK(fed.size() == fed_, shape, fn, "expected one code vector per sequence of track_codes (", fed_, "), got ",
+               fed.size());
+    std::size_t j = 0;
+    for (std::size_t t = 0; t < entries_.size(); ++t) {
+      if (entries_[t].q) continue;
+      const std::vector<qcode_t>& k = *fed[j++];
+      const CodeSpec& c = entries_[t].spec;
+      WEFT_CHECK(index_t(k.size()) == c.size, shape, fn, "expected ", c.size, " codes for sequence ", t, ", got ",
+                 k.size());
+      for (std::size_t i = 0; i < k.size(); ++i)
+        WEFT_CHECK(k[i] >= c.lowest() && k[i] <= c.highest(), value, fn, "expected ", c.bits, "-bit ",
+                   c.is_signed ? "signed" : "unsigned", " codes in [", c.lowest(), ", ", c.highest(), "] for sequence ",
+                   t, ", got ", k[i], " at position ", i);
+    }
+  }
   static void check_threshold(double th, const char* fn) {
     WEFT_CHECK(th >= 0 && th <= 1, value, fn, "expected a freezing threshold in [0, 1], got ", th);
   }
@@ -209,6 +288,7 @@ class OscillationTracker {
 
   TrackerOptions o_;
   std::vector<Entry> entries_;
+  std::size_t fed_ = 0;  // fed sequences among entries_
   std::int64_t steps_ = 0, osc_total_ = 0, flips_total_ = 0, last_osc_ = 0, last_flips_ = 0;
   std::int64_t win_steps_ = 0, win_osc_ = 0, win_flips_ = 0;
 };
