@@ -2,7 +2,9 @@
 // MASS::housing (Copenhagen housing satisfaction, 72 cells with frequency weights, 1681
 // respondents), Sat ~ Infl + Type + Cont. R 4.2 / MASS 7.3-58 polr gives residual deviance
 // 3479.149 and the coefficients quoted below (../shared/data/README.md); asserted: weft's
-// deviance within 5e-4 (R prints 3 decimals) and every coefficient and cut point within 1e-5.
+// deviance within 5e-4 (R prints 3 decimals), every coefficient and cut point within 1e-5, and
+// the standard errors of polr(Hess = TRUE) within 1e-6 relative (polr's finite-difference
+// Hessian is good to ~6e-8; tests/ordinal/inference_test.cpp checks the whole covariance).
 // Also printed (report only): the unpenalised non-parallel fit (VGAM's cumulative(parallel =
 // FALSE) deviance 3470.579) and PRESTO with 5-fold CV on the Brier score.
 #include <algorithm>
@@ -50,6 +52,15 @@ int main(int argc, char** argv) {
                                po.converged && std::abs(po.deviance - 3479.149) <= 5e-4, t)) && ok;
   ok = weft_examples::emit(row("... and every coefficient and cut point of polr", "max abs difference to polr", worst, "<= 1e-5",
                                true, worst <= 1e-5, t)) && ok;
+  // polr(..., Hess = TRUE, control = list(reltol = 1e-14)) standard errors (R 4.2.2, MASS 7.3-58.2),
+  // same order as weft's inference: coefficients, then cut points
+  const double se[8] = {0.1046527840804, 0.1271561472271, 0.1192380114855, 0.155173335895,
+                        0.1514860220073, 0.09553579745141, 0.1248472445974, 0.1254719390318};
+  double se_worst = po.inference.status == ordinal::InferenceStatus::ok ? 0.0 : 1.0;
+  for (index_t i = 0; i < 8 && po.inference.status == ordinal::InferenceStatus::ok; ++i)
+    se_worst = std::max(se_worst, std::abs(po.inference.std_errors(i) / se[i] - 1));
+  ok = weft_examples::emit(row("... and polr's standard errors (Hess = TRUE), on the original scale",
+                               "max relative SE difference to polr", se_worst, "<= 1e-6", true, se_worst <= 1e-6, t)) && ok;
   weft_examples::Stopwatch sw2;
   const auto np = ordinal::fit_presto(h.x, h.y, 0.0, {}, h.weights);
   ok = weft_examples::emit(row("non-parallel MLE (PRESTO, lambda = 0) has VGAM's deviance 3470.579",

@@ -10,6 +10,7 @@
 #include "weft/ordinal/likelihood.hpp"
 #include "weft/ordinal/solver.hpp"
 #include "weft/ordinal/presto.hpp"
+#include "weft/ordinal/inference.hpp"
 #include "weft/ordinal/baselines.hpp"
 #include "weft/ordinal/simulate.hpp"
 #include "weft/ordinal/datasets.hpp"

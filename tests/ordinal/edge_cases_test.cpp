@@ -153,6 +153,48 @@ TEST_CASE("ordinal/edge: lambda < 0, a outside [0, 1] and other bad options are 
   CHECK(path.fits.size() == 3);
 }
 
+TEST_CASE("ordinal/edge: fixed_differences out of [1, K-2] or repeated is a ConfigError naming function, expected, got") {
+  const auto d = ordinal_test::random_ordinal(80, 2, 4, 56);  // K = 4: differences 1 and 2
+  test::Snapshot<double> snap({d.x});
+  const std::vector<int> y0 = d.y;
+  struct Bad {
+    std::vector<index_t> fixed;
+    std::string message;
+  };
+  const Bad bad[] = {{{0}, "expected fixed_differences in [1, K-2] with K = 4, got 0"},
+                     {{1, 3}, "expected fixed_differences in [1, K-2] with K = 4, got 3"},
+                     {{-1}, "expected fixed_differences in [1, K-2] with K = 4, got -1"},
+                     {{2, 1, 2}, "expected distinct fixed_differences, got 2 twice"}};
+  for (const auto& b : bad) {
+    CAPTURE(b.message);
+    ordinal::PrestoOptions o;
+    o.fixed_differences = b.fixed;
+    try {
+      ordinal::fit_presto(d.x, d.y, 0.01, o);
+      FAIL("expected a ConfigError");
+    } catch (const ConfigError& e) {
+      const std::string m = e.what();
+      CHECK(m.find("ordinal::fit_presto") != std::string::npos);
+      CHECK(m.find(b.message) != std::string::npos);
+    }
+    CHECK_THROWS_AS(ordinal::presto(d.x, d.y, o), ConfigError);
+    CHECK_THROWS_AS(ordinal::presto_path(d.x, d.y, o), ConfigError);
+    CHECK_THROWS_AS(ordinal::lambda_max(d.x, d.y, o), ConfigError);
+    CHECK(o.fixed_differences == b.fixed);
+  }
+  const auto fit = ordinal::fit_presto(d.x, d.y, 0.01);
+  ordinal::PrestoOptions o;
+  o.fixed_differences = {5};
+  CHECK_THROWS_AS(ordinal::kkt_violation(d.x, d.y, fit, o), ConfigError);
+  // K = 2 has no differences at all
+  std::vector<int> y2;
+  for (int c : d.y) y2.push_back(c >= 2 ? 1 : 0);
+  o.fixed_differences = {1};
+  CHECK_THROWS_AS(ordinal::fit_presto(d.x, y2, 0.01, o), ConfigError);
+  CHECK(snap.unchanged());
+  CHECK(d.y == y0);
+}
+
 TEST_CASE("ordinal/edge: a perfectly separated rare class with lambda -> 0 gives a finite path, no hang") {
   Rng rng(55);
   Tensor<double> x(Shape{300, 2});

@@ -78,6 +78,51 @@ TEST_CASE("ordinal/presto: P4 psi_1.. fixed at 0 with lambda = 0 is the proporti
   }
 }
 
+TEST_CASE("ordinal/presto: fixed_differences holds a chosen subset of psi_k at 0; all of them is proportional odds") {
+  const auto d = ordinal_test::random_ordinal(400, 3, 5, 46);  // K = 5: differences psi_1, psi_2, psi_3
+  ordinal::PrestoOptions sub;
+  sub.fixed_differences = {3, 1};
+  ordinal::PrestoOptions all;
+  all.fixed_differences = {2, 3, 1};
+  ordinal::PrestoOptions po;
+  po.proportional_odds = true;
+  const double lmax = ordinal::lambda_max(d.x, d.y, sub);
+  for (double lam : {0.0, 0.05 * lmax}) {
+    CAPTURE(lam);
+    const auto fs = ordinal::fit_presto(d.x, d.y, lam, sub);
+    const auto ff = ordinal::fit_presto(d.x, d.y, lam);
+    const auto fa = ordinal::fit_presto(d.x, d.y, lam, all);
+    const auto fp = ordinal::fit_presto(d.x, d.y, lam, po);
+    REQUIRE(fs.converged);
+    CHECK(ordinal::kkt_violation(d.x, d.y, fs, sub) <= 1e-8);
+    const Tensor<double> psi = fs.psi();
+    bool free_moves = false;
+    for (index_t j = 0; j < 3; ++j) {
+      CHECK(fs.theta(1 * 4 + 1 + j) == 0);  // psi_1 and psi_3 exactly 0 on the solver's scale
+      CHECK(fs.theta(3 * 4 + 1 + j) == 0);
+      CHECK(fs.model.coef(j, 1) == fs.model.coef(j, 0));  // so beta_1 = beta_0, beta_3 = beta_2
+      CHECK(fs.model.coef(j, 3) == fs.model.coef(j, 2));
+      free_moves = free_moves || psi(j, 2) != 0;
+    }
+    if (lam == 0) CHECK(free_moves);  // psi_2 is free and the data are non-parallel
+    // nested models: proportional odds <= the subset <= free, in likelihood (lambda = 0)
+    if (lam == 0) {
+      CHECK(fp.nll >= fs.nll - 1e-12);
+      CHECK(fs.nll >= ff.nll - 1e-12);
+      CHECK(fs.nll > ff.nll + 1e-6);  // the constraint binds
+    }
+    // the full subset, in any order, is proportional_odds = true, bit for bit
+    CHECK(test::identical(fa.model.coef, fp.model.coef));
+    CHECK(test::identical(fa.model.intercepts, fp.model.intercepts));
+  }
+  // the path and cross-validation keep the constraint
+  sub.num_lambda = 5;
+  const auto cv = ordinal::presto(d.x, d.y, sub);
+  for (index_t j = 0; j < 3; ++j) CHECK(cv.fit.model.coef(j, 1) == cv.fit.model.coef(j, 0));
+  for (const auto& f : ordinal::presto_path(d.x, d.y, sub).fits)
+    for (index_t j = 0; j < 3; ++j) CHECK(f.model.coef(j, 3) == f.model.coef(j, 2));
+}
+
 TEST_CASE("ordinal/presto: unpenalised non-parallel fit of the housing table equals VGAM's") {
   // R: vglm(Sat ~ Infl + Type + Cont, cumulative(parallel = FALSE), weights = Freq,
   //         control = vglm.control(epsilon = 1e-13)); same sign convention logit P(y <= k)

@@ -10,7 +10,8 @@
 //                        -(1/W) sum_i w_i loglik_i + lambda sum_j [a |b_j| + (1 - a) b_j^2 / 2]
 //                        on standardised features: IRLS outer loop, coordinate descent inside.
 //                        Its last boundary is the paper's "Logit" (rare class vs the rest).
-// Both return a CumulativeLogit on the original feature scale. The logistic fits are not
+// Both return a CumulativeLogit on the original feature scale; fit_proportional_odds also
+// returns the Wald inference of summary(polr) (inference.hpp). The logistic fits are not
 // constrained to be ordered, so predict_proba may clamp rows (rare_probability never needs to).
 // Unpenalised fits on separated data have no finite MLE: they stop at max_iter, not converged.
 #pragma once
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "weft/core/ops/prox.hpp"
+#include "weft/ordinal/inference.hpp"
 #include "weft/ordinal/likelihood.hpp"
 #include "weft/ordinal/model.hpp"
 
@@ -36,6 +38,8 @@ struct BaselineOptions {
   index_t num_classes = 0;  ///< K; 0 = max(y) + 1
   double tol = 0;           ///< stop when the (KKT) gradient max |.| <= tol; 0 = 1e-10 (double), 1e-5 (float)
   int max_iter = 100;       ///< Newton / IRLS iterations per fit
+  double singular_tol = 0;  ///< fit_proportional_odds: information singular when Inference::min_eigenvalue
+                            ///< is <= this; in [0, 1); 0 = 1e-8 (double), 1e-4 (float)
 };
 
 /// A baseline fit: the model, its mean NLL and deviance, and how the solver ended.
@@ -46,6 +50,7 @@ struct BaselineFit {
   double deviance = 0;  ///< proportional odds: -2 sum_i w_i log pi_{y_i}; logistic: sum of binary deviances
   int iterations = 0;   ///< total over boundaries
   bool converged = false;
+  Inference<T> inference;  ///< fit_proportional_odds: covariance, SEs, z, p (inference.hpp); else not_computed
 };
 
 namespace detail {
@@ -56,6 +61,8 @@ void check_baseline_options(const BaselineOptions& o, const char* fn) {
   WEFT_CHECK(o.l1_ratio >= 0 && o.l1_ratio <= 1, config, fn, "expected l1_ratio in [0, 1], got ", o.l1_ratio);
   WEFT_CHECK(o.tol >= 0 && o.max_iter >= 1, config, fn, "expected tol >= 0 and max_iter >= 1, got ", o.tol, ", ",
              o.max_iter);
+  WEFT_CHECK(o.singular_tol >= 0 && o.singular_tol < 1, config, fn, "expected singular_tol in [0, 1), got ",
+             o.singular_tol);
 }
 
 template <class T>
@@ -195,6 +202,9 @@ BaselineFit<T> fit_proportional_odds(const Tensor<T>& x, const std::vector<int>&
   for (index_t k = 0; k < km1; ++k) detail::unstandardize(P, phi(k), detail::Vec<double>(phi.tail(P.p)), k, out.model);
   out.nll = f;
   out.deviance = 2 * P.total_weight * f;
+  const double stol = o.singular_tol > 0 ? o.singular_tol : (sizeof(T) >= 8 ? 1e-8 : 1e-4);
+  const detail::Vec<double> estimate = detail::standardisation_jacobian(P) * phi;  // H is still at phi
+  out.inference = detail::wald_inference(P, H, estimate, out.converged, stol);
   return out;
 }
 

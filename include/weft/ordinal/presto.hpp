@@ -21,6 +21,7 @@
 // Threads: CV folds run through parallel_for; results do not depend on the thread count.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <exception>
@@ -38,6 +39,8 @@ struct PrestoOptions {
   double l1_ratio = 1.0;           ///< a in lambda [a |psi| + (1 - a) psi^2 / 2]; in [0, 1]
   bool penalize_first = true;      ///< penalise psi_0 = beta_0 too (as the published results)
   bool proportional_odds = false;  ///< fix psi_1.. at 0: the proportional-odds model
+  std::vector<index_t> fixed_differences;  ///< fix these psi_k at 0 (k in [1, K-2], distinct): beta_k =
+                                           ///< beta_{k-1}; proportional_odds = true fixes all of them
   bool standardize = true;         ///< centre and scale features (population sd; 0 -> 1)
   index_t num_classes = 0;         ///< K; 0 = max(y) + 1
   index_t num_lambda = 20;         ///< path length
@@ -106,6 +109,27 @@ void check_presto_options(const PrestoOptions& o, const char* fn) {
   WEFT_CHECK(o.folds >= 2, config, fn, "expected folds >= 2, got ", o.folds);
 }
 
+/// fixed_differences needs K: indices in [1, K-2] (psi_0 = beta_0 is not a difference), distinct.
+inline void check_fixed_differences(const PrestoOptions& o, index_t K, const char* fn) {
+  const auto& f = o.fixed_differences;
+  for (std::size_t i = 0; i < f.size(); ++i) {
+    WEFT_CHECK(f[i] >= 1 && f[i] <= K - 2, config, fn, "expected fixed_differences in [1, K-2] with K = ", K,
+               ", got ", f[i]);
+    for (std::size_t j = 0; j < i; ++j)
+      WEFT_CHECK(f[j] != f[i], config, fn, "expected distinct fixed_differences, got ", f[i], " twice");
+  }
+}
+
+/// Validated options and data of the PRESTO entry points.
+template <class T>
+Problem<T> presto_problem(const Tensor<T>& x, const std::vector<int>& y, const std::vector<double>& w,
+                          const PrestoOptions& o, const char* fn) {
+  check_presto_options<T>(o, fn);
+  Problem<T> P = make_problem(x, y, w, {}, o.num_classes, o.standardize, true, fn);
+  check_fixed_differences(o, P.K, fn);
+  return P;
+}
+
 template <class T>
 SolveControl control(const PrestoOptions& o) {
   SolveControl c;
@@ -125,9 +149,11 @@ Penalty make_penalty(const Problem<T>& P, const PrestoOptions& o, double lambda)
   pen.fixed.assign(std::size_t(d), 0);
   for (index_t k = 0; k < P.K - 1; ++k) {
     pen.factor[std::size_t(k * p1)] = 0;  // intercepts
+    const bool fix = k > 0 && (o.proportional_odds || std::find(o.fixed_differences.begin(),
+                                                                 o.fixed_differences.end(), k) != o.fixed_differences.end());
     for (index_t j = 1; j < p1; ++j) {
       if (k == 0 && !o.penalize_first) pen.factor[std::size_t(j)] = 0;
-      if (k > 0 && o.proportional_odds) pen.fixed[std::size_t(k * p1 + j)] = 1;
+      if (fix) pen.fixed[std::size_t(k * p1 + j)] = 1;
     }
   }
   return pen;
@@ -226,8 +252,7 @@ PrestoPath<T> path_on(const Problem<T>& P, const PrestoOptions& o, const std::ve
 template <class T>
 double lambda_max(const Tensor<T>& x, const std::vector<int>& y, const PrestoOptions& o = {},
                   const std::vector<double>& w = {}) {
-  detail::check_presto_options<T>(o, "ordinal::lambda_max");
-  const auto P = detail::make_problem(x, y, w, {}, o.num_classes, o.standardize, true, "ordinal::lambda_max");
+  const auto P = detail::presto_problem(x, y, w, o, "ordinal::lambda_max");
   detail::Workspace<T> ws(P);
   return detail::lambda_max_at(P, o, detail::start_point(P, o, ws), ws);
 }
@@ -239,8 +264,7 @@ PrestoFit<T> fit_presto(const Tensor<T>& x, const std::vector<int>& y, double la
                         const std::vector<double>& w = {}) {
   const char* fn = "ordinal::fit_presto";
   WEFT_CHECK(std::isfinite(lambda) && lambda >= 0, config, fn, "expected a finite lambda >= 0, got ", lambda);
-  detail::check_presto_options<T>(o, fn);
-  const auto P = detail::make_problem(x, y, w, {}, o.num_classes, o.standardize, true, fn);
+  const auto P = detail::presto_problem(x, y, w, o, fn);
   detail::Workspace<T> ws(P);
   detail::Vec<T> th = detail::start_point(P, o, ws);
   const auto r = detail::solve(P, detail::make_penalty(P, o, lambda), th, ws, detail::control<T>(o));
@@ -251,8 +275,7 @@ PrestoFit<T> fit_presto(const Tensor<T>& x, const std::vector<int>& y, double la
 template <class T>
 PrestoPath<T> presto_path(const Tensor<T>& x, const std::vector<int>& y, const PrestoOptions& o = {},
                           const std::vector<double>& w = {}) {
-  detail::check_presto_options<T>(o, "ordinal::presto_path");
-  const auto P = detail::make_problem(x, y, w, {}, o.num_classes, o.standardize, true, "ordinal::presto_path");
+  const auto P = detail::presto_problem(x, y, w, o, "ordinal::presto_path");
   return detail::path_on(P, o, o.lambdas);
 }
 
@@ -265,8 +288,7 @@ template <class T>
 double kkt_violation(const Tensor<T>& x, const std::vector<int>& y, const PrestoFit<T>& fit,
                      const PrestoOptions& o = {}, const std::vector<double>& w = {}) {
   const char* fn = "ordinal::kkt_violation";
-  detail::check_presto_options<T>(o, fn);
-  const auto P = detail::make_problem(x, y, w, {}, o.num_classes, o.standardize, true, fn);
+  const auto P = detail::presto_problem(x, y, w, o, fn);
   WEFT_CHECK(fit.theta.numel() == P.dim(), shape, fn, "expected a fit with ", P.dim(), " coordinates, got ",
              fit.theta.numel());
   detail::Vec<T> th(P.dim()), g;
@@ -280,8 +302,7 @@ template <class T>
 PrestoCv<T> presto(const Tensor<T>& x, const std::vector<int>& y, const PrestoOptions& o = {},
                    const std::vector<double>& w = {}) {
   const char* fn = "ordinal::presto";
-  detail::check_presto_options<T>(o, fn);
-  const auto P = detail::make_problem(x, y, w, {}, o.num_classes, o.standardize, true, fn);
+  const auto P = detail::presto_problem(x, y, w, o, fn);
   WEFT_CHECK(o.folds <= P.n, config, fn, "expected folds <= n = ", P.n, ", got ", o.folds);
   PrestoCv<T> cv;
   {
