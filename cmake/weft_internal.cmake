@@ -4,9 +4,8 @@
 option(WEFT_NATIVE "Compile weft's tests, examples and benchmarks with -march=native" ON)
 set(WEFT_SANITIZE "" CACHE STRING "Sanitizers for weft's own programs, e.g. address,undefined")
 
-set(WEFT_DATA_DIR "${PROJECT_SOURCE_DIR}/data")
-
-# weft_internal_target(<target>): warnings as errors, -march=native, sanitizers, data path.
+# weft_internal_target(<target>): warnings as errors, -march=native, sanitizers. (The data path,
+# WEFT_DATA_DIR, comes with weft::weft: the source tree's data/ in the build tree.)
 function(weft_internal_target target)
   target_link_libraries(${target} PRIVATE weft::weft)
   if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
@@ -22,5 +21,4 @@ function(weft_internal_target target)
   elseif(MSVC)
     target_compile_options(${target} PRIVATE /W4 /WX)
   endif()
-  target_compile_definitions(${target} PRIVATE WEFT_DATA_DIR="${WEFT_DATA_DIR}")
 endfunction()

@@ -85,7 +85,7 @@ std::string fmt(const char* f, double v) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Args args(argc, argv);
+  const Args args(argc, argv, {}, "class-incremental learning with Weight Aligning on the digits");
   const Stopwatch clock;
   Dataset<float> all = load_digits<float>();
   all.x.array() /= 16.0f;

@@ -13,7 +13,7 @@ int main(int argc, char** argv) {
   TrainConfig cfg;
   cfg.epochs = 60;
   cfg.lr = 3e-3;
-  return run_digits_experiment(Args(argc, argv), "core/mlp_digits",
+  return run_digits_experiment(Args(argc, argv, {}, "an MLP 64-128-10 on the 8x8 digits"), "core/mlp_digits",
                                "MLP 64-128-10 reaches >= 96% test accuracy on digits (1437/360)", "core_mlp_digits",
                                0.96, cfg, [](weft::Rng& rng) {
                                  return weft::nn::MLP<float>({64, 128, 10}, rng, weft::nn::Activation::relu);

@@ -74,7 +74,7 @@ Split run_split(const ordinal::OrdinalTable<double>& d, const ordinal::PrestoOpt
 }  // namespace
 
 int main(int argc, char** argv) {
-  const weft_examples::Args args(argc, argv, 1);
+  const weft_examples::Args args(argc, argv, {0}, "PRESTO on the diabetes data, rare top class");
   const auto d = ordinal::load_diabetes_ordinal<double>();
   ordinal::PrestoOptions o;  // the paper's data-application path
   o.num_lambda = 100;

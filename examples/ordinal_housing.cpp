@@ -27,7 +27,7 @@ weft_examples::Row row(const std::string& claim, const std::string& metric, doub
 }  // namespace
 
 int main(int argc, char** argv) {
-  const weft_examples::Args args(argc, argv, 1);
+  const weft_examples::Args args(argc, argv, {0}, "proportional odds and PRESTO on the MASS housing data");
   (void)args;
   weft_examples::Stopwatch sw;
   const auto h = ordinal::load_housing<double>();

@@ -135,7 +135,7 @@ double mean_of(const std::vector<Rep>& v, double Rep::*a) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const weft_examples::Args args(argc, argv, 1);
+  const weft_examples::Args args(argc, argv, {0}, "PRESTO against logistic and proportional odds in simulation");
   const index_t R = 20;
   bool ok = true;
   auto emit = [&](const Row& r) { ok = weft_examples::emit(r) && ok; };

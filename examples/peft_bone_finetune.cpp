@@ -176,7 +176,7 @@ std::string fmt(double v, const char* f = "%.3g") {
 
 int main(int argc, char** argv) {
   using namespace weft_examples;
-  const Args args(argc, argv, 5);
+  const Args args(argc, argv, {5}, "Bone and the LoRA family fine-tuning a shifted teacher");
   const int S = args.seeds;
   const int need = (4 * S + 4) / 5;  // >= 4 of 5 seeds (1 of 1 with --quick)
   const char* exp_id = "peft/bone_finetune";

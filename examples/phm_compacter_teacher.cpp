@@ -207,7 +207,7 @@ std::string fmt(const char* f, double v) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Args args(argc, argv, 5);
+  const Args args(argc, argv, {5}, "Compacter and PHM adapters on a toy teacher");
   const Stopwatch clock;
   const int S = args.seeds;
   std::vector<double> frozen(std::size_t(S), 0.0);

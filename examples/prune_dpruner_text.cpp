@@ -253,9 +253,10 @@ SeedResult run_seed(Experiment& ex, int seed, bool sweep) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Args args(argc, argv);
+  Args args("D-Pruner against magnitude, Wanda and SparseGPT on a character LM");
   bool large = false;
-  for (int i = 1; i < argc; ++i) large = large || !std::strcmp(argv[i], "--large");
+  args.flag("--large", large, "the spec's larger model (K 8, E 12, hidden 128)");
+  args.parse(argc, argv);
   Stopwatch total;
   cl::ModelConfig cfg;
   int epochs = 4;

@@ -275,18 +275,13 @@ std::vector<double> col(const std::vector<RunA>& runs, ArmA arm, F f) {
   return v;
 }
 
-double max_of(const std::vector<double>& v) {
-  double m = v.empty() ? 0 : v[0];
-  for (double x : v) m = std::max(m, x);
-  return m;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Args args(argc, argv, 5);
+  Args args("OFQ low-bit quantisation (StatsQ, CGA, QKR) on the digits", {5});
   bool sweep = false;
-  for (int i = 1; i < argc; ++i) sweep = sweep || !std::strcmp(argv[i], "--bits-sweep");
+  args.flag("--bits-sweep", sweep, "also sweep the bit width");
+  args.parse(argc, argv);
   const Stopwatch clock;
   const DigitsSplit data = load_digits_split();
   const int S = args.seeds;

@@ -191,7 +191,7 @@ SplitResult run_split(const Data& data, int s, const std::vector<double>& tau) {
 
 int main(int argc, char** argv) {
   using namespace weft_examples;
-  const Args args(argc, argv, 50);
+  const Args args(argc, argv, {50}, "quantile aggregation and conformal calibration on the diabetes data");
   const int R = args.seeds;
   Stopwatch clock;
   const Data data = load_diabetes();

@@ -167,7 +167,7 @@ std::string fmt(const char* f, double x) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Args args(argc, argv);
+  const Args args(argc, argv, {}, "the weight compander on the digits");
   const Stopwatch clock;
   const DigitsSplit data = load_digits_split();
   auto w1 = series_file("reparam_compander_w1.csv", "arm,w");

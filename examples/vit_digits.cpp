@@ -15,9 +15,10 @@ int main(int argc, char** argv) {
   cfg.lr = 2e-3;
   cfg.weight_decay = 0.05;
   cfg.warmup_epochs = 2;
+  cfg.progress = true;  // a live line on a terminal (epoch, loss, samples/s), one line per epoch in a log
   const weft::nn::ViTConfig vc;  // 8x8 images, patch 2, width 32, depth 2, 4 heads, MLP ratio 2, 10 classes
   return run_digits_experiment(
-      Args(argc, argv), "core/vit_digits",
+      Args(argc, argv, {}, "a tiny ViT on the 8x8 digits"), "core/vit_digits",
       "tiny ViT (patch 2, width 32, depth 2, 4 heads) reaches >= 95% test accuracy on digits", "core_vit_digits", 0.95,
       cfg, [&](weft::Rng& rng) { return weft::nn::TinyViT<float>(vc, rng); });
 }

@@ -5,7 +5,8 @@
 //   | experiment | claim | metric | value | bound | verdict | seeds | seconds |
 // and, when the environment variable WEFT_REPORT_CSV names a file, appended to it as CSV.
 // verdict is "holds" or "fails" for asserted rows and "report" for rows printed only.
-// Series for figures go to $WEFT_FIGURE_DATA (default: figure-data/ in the working directory).
+// Series for figures go to --out, else $WEFT_FIGURE_DATA, else figure-data/ in the working
+// directory. Args is the command line every example shares.
 #pragma once
 
 #include <algorithm>
@@ -18,6 +19,10 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "weft/core/parallel.hpp"
 
 namespace weft_examples {
 
@@ -74,22 +79,79 @@ inline bool emit(const Row& r) {
   return !r.asserted || r.holds;
 }
 
-/// Command-line flags shared by the examples: --quick (fewer seeds: `quick_seeds`), --seeds N and
-/// --first-seed S (seeds S, S + 1, ..., S + N - 1; default `default_first_seed`).
-struct Args {
+/// Defaults of the shared flags for one example.
+struct ArgDefaults {
+  int seeds = 3;        ///< --seeds; 0: the example has no seeds and no --seeds flag
+  int quick_seeds = 1;  ///< seeds with --quick
+  int first_seed = -1;  ///< >= 0: the example takes --first-seed, with this default
+};
+
+/// Where series_file writes: --out, else $WEFT_FIGURE_DATA, else ./figure-data.
+inline std::string& figure_dir_override() {
+  static std::string dir;
+  return dir;
+}
+
+/// The one command line of every example (CLI11, examples only; the library does not use it):
+///   --seeds N         seeds 0..N-1 (the example's default count; only examples with seeds)
+///   --first-seed S    seeds S..S+N-1 (only examples that take it, e.g. for a calibration run)
+///   --quick           a smaller run (fewer seeds or replications), what the smoke tests run
+///   --threads N       weft::set_num_threads(N) (default: OpenMP's)
+///   --out DIR         folder for the figure series (default $WEFT_FIGURE_DATA or figure-data)
+///   -h, --help        usage, then exit 0
+/// An example adds its own flags with flag() before parse(). Unknown flags and values that do
+/// not parse (`--seeds x`) are errors: CLI11 prints what was wrong and the program exits non-zero.
+class Args {
+ public:
   bool quick = false;
   int seeds = 3;
   int first_seed = 0;
-  Args(int argc, char** argv, int default_seeds = 3, int quick_seeds = 1, int default_first_seed = 0)
-      : seeds(default_seeds), first_seed(default_first_seed) {
-    for (int i = 1; i < argc; ++i) {
-      if (!std::strcmp(argv[i], "--quick")) quick = true;
-      else if (!std::strcmp(argv[i], "--seeds") && i + 1 < argc) seeds = std::atoi(argv[++i]);
-      else if (!std::strcmp(argv[i], "--first-seed") && i + 1 < argc) first_seed = std::atoi(argv[++i]);
-    }
-    if (quick) seeds = quick_seeds;
-    if (seeds < 1) seeds = 1;
+  int threads = 0;  ///< 0: not given
+  std::string out;
+
+  explicit Args(const std::string& description, ArgDefaults d = {})
+      : seeds(d.seeds), first_seed(std::max(d.first_seed, 0)), quick_seeds_(d.quick_seeds), app_(description) {
+    if (d.seeds > 0)
+      app_.add_option("--seeds", seeds, "number of seeds (>= 1)")->capture_default_str();
+    if (d.first_seed >= 0)
+      app_.add_option("--first-seed", first_seed, "first seed (>= 0)")->capture_default_str();
+    app_.add_flag("--quick", quick,
+                  d.seeds > 0 ? "fewer seeds (" + std::to_string(d.quick_seeds) + ")" : "a smaller run");
+    app_.add_option("--threads", threads, "threads for weft's parallel loops (>= 1)");
+    app_.add_option("--out", out, "folder for the figure series (default $WEFT_FIGURE_DATA or figure-data)");
   }
+  /// Parses at once (examples without flags of their own).
+  Args(int argc, char** argv, ArgDefaults d = {}, const std::string& description = "a weft example")
+      : Args(description, d) {
+    parse(argc, argv);
+  }
+  Args(const Args&) = delete;
+  Args& operator=(const Args&) = delete;
+
+  /// An example's own on/off flag, e.g. flag("--large", large, "the spec's larger model").
+  Args& flag(const std::string& name, bool& value, const std::string& help) {
+    app_.add_flag(name, value, help);
+    return *this;
+  }
+  /// Parses the command line; on --help or an error prints and exits.
+  void parse(int argc, char** argv) {
+    try {
+      app_.parse(argc, argv);
+      if (app_.count("--seeds") && seeds < 1) throw CLI::ValidationError("--seeds", "expected >= 1, got " + std::to_string(seeds));
+      if (first_seed < 0) throw CLI::ValidationError("--first-seed", "expected >= 0, got " + std::to_string(first_seed));
+      if (app_.count("--threads") && threads < 1)
+        throw CLI::ValidationError("--threads", "expected >= 1, got " + std::to_string(threads));
+    } catch (const CLI::ParseError& e) {
+      std::exit(app_.exit(e));
+    }
+    if (quick && seeds > 0) seeds = quick_seeds_;
+    if (threads > 0) weft::set_num_threads(threads);
+    if (!out.empty()) figure_dir_override() = out;
+  }
+
+ private:
+  int quick_seeds_;
+  CLI::App app_;
 };
 
 class Stopwatch {
@@ -101,10 +163,10 @@ class Stopwatch {
   clock::time_point t0_ = clock::now();
 };
 
-/// A CSV file for a figure series under $WEFT_FIGURE_DATA (default ./figure-data).
+/// A CSV file for a figure series under --out, else $WEFT_FIGURE_DATA, else ./figure-data.
 inline std::ofstream series_file(const std::string& name, const std::string& header) {
   const char* env = std::getenv("WEFT_FIGURE_DATA");
-  std::filesystem::path dir = env ? env : "figure-data";
+  std::filesystem::path dir = !figure_dir_override().empty() ? figure_dir_override() : env ? env : "figure-data";
   std::filesystem::create_directories(dir);
   std::ofstream f(dir / name);
   f << header << '\n';

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <string>
 #include <vector>
 
 #include "nn_test_util.hpp"
@@ -173,6 +175,66 @@ TEST_CASE("nn/trainer: EpochInfo::stop ends training after that epoch") {
   CHECK(calls == 2);
   CHECK(s.epochs == 2);
   CHECK(s.steps == 6);
+}
+
+namespace {
+std::string read_all(std::FILE* f) {
+  std::rewind(f);
+  std::string out;
+  for (int c; (c = std::fgetc(f)) != EOF;) out += char(c);
+  return out;
+}
+}  // namespace
+
+TEST_CASE("nn/trainer: progress prints one plain line per epoch when the stream is not a terminal") {
+  LinearLoss ll;
+  nn::SGD<double> opt({ll.w});
+  nn::TrainerOptions o;
+  o.epochs = 3;
+  o.batch_size = 4;
+  o.progress = true;
+  std::FILE* f = std::tmpfile();
+  REQUIRE(f);
+  o.progress_stream = f;
+  nn::Trainer<double> trainer(opt, o);
+  trainer.on_epoch([](nn::EpochInfo& e) { e.extra = "note " + std::to_string(e.epoch); });
+  trainer.fit(10, ll.loss_fn());
+  const std::string out = read_all(f);
+  std::fclose(f);
+  INFO(out);
+  CHECK(std::count(out.begin(), out.end(), '\n') == 3);
+  CHECK(out.find('\r') == std::string::npos);
+  for (const char* want : {"epoch 1/3  loss ", "epoch 3/3  loss ", "samples/s  note 2  "})
+    CHECK(out.find(want) != std::string::npos);
+  o.progress = false;  // off (the default): nothing
+  std::FILE* g = std::tmpfile();
+  o.progress_stream = g;
+  nn::Trainer<double> quiet(opt, o);
+  quiet.fit(10, ll.loss_fn());
+  CHECK(read_all(g).empty());
+  std::fclose(g);
+  o.progress = true;
+  o.progress_interval = -1;
+  CHECK_THROWS_AS(nn::Trainer<double>(opt, o), ValueError);
+}
+
+TEST_CASE("nn/trainer: the live progress line rewrites itself with carriage returns, throttled") {
+  std::FILE* f = std::tmpfile();
+  REQUIRE(f);
+  nn::detail::ProgressLine line(f, 0.25, true);
+  line.step(0, 2, 10, 100, 0.5, 1000, 0.0);   // printed
+  line.step(0, 2, 20, 100, 0.4, 1000, 0.1);   // throttled: 0.1 s after the last
+  line.step(0, 2, 30, 100, 0.3, 1000, 0.3);   // printed
+  line.step(0, 2, 100, 100, 0.2, 1000, 0.31); // the epoch's last step: always printed
+  line.epoch(0, 2, 0.2, 1000, "", 0.4);
+  const std::string out = read_all(f);
+  std::fclose(f);
+  INFO(out);
+  CHECK(std::count(out.begin(), out.end(), '\r') == 4);  // three updates and the final line
+  CHECK(out.find(" 20%") == std::string::npos);
+  CHECK(out.find(" 30%  loss 0.3000") != std::string::npos);
+  CHECK(out.find("100%") != std::string::npos);
+  CHECK(std::count(out.begin(), out.end(), '\n') == 1);
 }
 
 TEST_CASE("nn/trainer: shuffling visits every row once per epoch; shuffle = false keeps the order") {

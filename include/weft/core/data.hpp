@@ -38,9 +38,11 @@ struct Dataset {
 
 /// Resolves the data file `file`, searching in this order and returning the first that exists:
 ///   1. the directory in the environment variable WEFT_DATA_DIR, if it is set and not empty;
-///   2. the directory in the macro WEFT_DATA_DIR, if defined when this header is compiled
-///      (weft's CMake defines it as the source tree's data/ for weft's tests and examples;
-///      like every WEFT_* macro it must be the same in all translation units of a program);
+///   2. the directory in the macro WEFT_DATA_DIR, if defined when this header is compiled. The
+///      weft::weft CMake target defines it: as <prefix>/share/weft/data, where `cmake --install`
+///      puts the shipped data sets, for find_package(weft) users; as the source tree's data/ for
+///      add_subdirectory / FetchContent users and weft's own programs. Like every WEFT_* macro
+///      it must be the same in all translation units of a program;
 ///   3. "data" relative to the working directory.
 /// Raises IoError naming every place searched when none holds the file.
 inline std::string data_path(const std::string& file) {

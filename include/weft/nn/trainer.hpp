@@ -15,13 +15,19 @@
 // for the graph. Shuffling uses weft::Rng with the given seed, so runs are reproducible.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
 #include <string>
 #include <utility>
 #include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>  // isatty, fileno: is the progress stream a terminal
+#endif
 
 #include "weft/core/autograd/tape.hpp"
 #include "weft/core/rng.hpp"
@@ -99,7 +105,12 @@ struct TrainerOptions {
   bool shuffle = true;
   bool drop_last = false;   ///< skip a final partial batch
   double clip_norm = 0.0;   ///< clip gradients to this global norm (0: off)
-  bool progress = false;    ///< print one line per epoch to stderr
+  /// Progress on `progress_stream`: on a terminal one live line (epoch, step, loss, samples/s),
+  /// rewritten with '\r' at most every `progress_interval` seconds; otherwise (a file, a pipe,
+  /// a CI log) one plain line per epoch. Off by default (tests stay quiet).
+  bool progress = false;
+  std::FILE* progress_stream = stderr;
+  double progress_interval = 0.25;  ///< seconds between live updates
 };
 
 struct StepInfo {
@@ -124,6 +135,45 @@ struct TrainSummary {
   double seconds = 0;
 };
 
+namespace detail {
+
+/// Whether f is a terminal (POSIX isatty; elsewhere assumed not).
+inline bool is_terminal(std::FILE* f) {
+#if defined(__unix__) || defined(__APPLE__)
+  return f && ::isatty(::fileno(f));
+#else
+  (void)f;
+  return false;
+#endif
+}
+
+/// The trainer's progress line: live ('\r', throttled) on a terminal, one line per epoch else.
+class ProgressLine {
+ public:
+  ProgressLine(std::FILE* f, double interval, bool live) : f_(f), live_(live), interval_(interval) {}
+  /// After a step: `done` of `total` samples of epoch `epoch` (0-based) of `epochs`.
+  void step(int epoch, int epochs, index_t done, index_t total, double mean_loss, double rate, double now) {
+    if (!live_ || (now - last_ < interval_ && done < total)) return;
+    last_ = now;
+    std::fprintf(f_, "\repoch %d/%d  %3d%%  loss %.4f  %.0f samples/s ", epoch + 1, epochs,
+                 int(100 * done / std::max<index_t>(total, 1)), mean_loss, rate);
+    std::fflush(f_);
+  }
+  /// At the end of an epoch: its final line, with `extra` (callbacks' text) and the time so far.
+  void epoch(int epoch, int epochs, double mean_loss, double rate, const std::string& extra, double seconds) {
+    std::fprintf(f_, "%sepoch %d/%d  loss %.4f  %.0f samples/s  %s%s%.1fs\n", live_ ? "\r\033[K" : "", epoch + 1,
+                 epochs, mean_loss, rate, extra.c_str(), extra.empty() ? "" : "  ", seconds);
+    std::fflush(f_);
+  }
+
+ private:
+  std::FILE* f_;
+  bool live_;
+  double interval_, last_ = -1e300;
+};
+
+}  // namespace detail
+
 template <class T>
 class Trainer {
  public:
@@ -131,6 +181,9 @@ class Trainer {
     WEFT_CHECK(o.epochs >= 0 && o.batch_size > 0 && o.clip_norm >= 0, value, "nn::Trainer",
                "expected epochs >= 0, batch_size > 0 and clip_norm >= 0, got ", o.epochs, ", ", o.batch_size, ", ",
                o.clip_norm);
+    WEFT_CHECK(!o.progress || (o.progress_stream && o.progress_interval >= 0 && std::isfinite(o.progress_interval)),
+               value, "nn::Trainer", "expected a progress stream and a finite progress_interval >= 0, got ",
+               o.progress_stream ? "a stream" : "no stream", " and ", o.progress_interval);
   }
 
   Trainer& set_schedule(Schedule s) {
@@ -160,10 +213,15 @@ class Trainer {
     for (index_t i = 0; i < n; ++i) order[std::size_t(i)] = i;
     const std::vector<Parameter<T>> params = opt_.parameters();
     TrainSummary sum;
+    detail::ProgressLine line(o_.progress_stream, o_.progress_interval,
+                              o_.progress && detail::is_terminal(o_.progress_stream));
+    auto since = [&](clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); };
     for (int epoch = 0; epoch < o_.epochs; ++epoch) {
       if (o_.shuffle) rng.shuffle(order.begin(), order.end());
+      const auto te = clock::now();
       double loss_sum = 0;
       std::int64_t batches = 0;
+      index_t seen = 0;
       for (index_t s = 0; s < n; s += o_.batch_size) {
         const index_t e = std::min(n, s + o_.batch_size);
         if (o_.drop_last && e - s < o_.batch_size && s > 0) break;
@@ -182,15 +240,16 @@ class Trainer {
         ++batches;
         StepInfo si{opt_.steps() - 1, epoch, lv, opt_.lr_factor()};
         for (auto& f : step_cbs_) f(si);
+        seen += e - s;
+        if (o_.progress)
+          line.step(epoch, o_.epochs, seen, n, loss_sum / double(batches), double(seen) / since(te), since(t0));
       }
-      EpochInfo ei{epoch, batches ? loss_sum / double(batches) : 0.0,
-                   std::chrono::duration<double>(clock::now() - t0).count(), {}, false};
+      const double rate = double(seen) / since(te);
+      EpochInfo ei{epoch, batches ? loss_sum / double(batches) : 0.0, since(t0), {}, false};
       for (auto& f : epoch_cbs_) f(ei);
       sum.epochs = epoch + 1;
       sum.last_epoch_loss = ei.mean_loss;
-      if (o_.progress)
-        std::fprintf(stderr, "epoch %d/%d  loss %.4f  %s%s%.1fs\n", epoch + 1, o_.epochs, ei.mean_loss,
-                     ei.extra.c_str(), ei.extra.empty() ? "" : "  ", ei.seconds);
+      if (o_.progress) line.epoch(epoch, o_.epochs, ei.mean_loss, rate, ei.extra, ei.seconds);
       if (ei.stop) break;
     }
     sum.steps = opt_.steps();
