@@ -123,6 +123,8 @@ void check_net(const DenseNet<Real>& net, const char* func) {
                  "expected B_", l, " of shape ", fs);
     }
   }
+  WEFT_CHECK(net.activation.template supports<Real>(), config, func, "expected an activation with a ",
+             std::is_same_v<Real, float> ? "float" : "double", " form, got '", net.activation.name(), "'");
   if (net.readout == Readout::softmax) {
     WEFT_CHECK(net.V.defined() && net.c.defined() && net.V.value().rank() == 2 && net.V.shape()[0] >= 1 &&
                    net.V.shape()[1] == net.size(K) && net.c.shape() == Shape{net.V.shape()[0]},
