@@ -11,8 +11,10 @@
 //                                              rate decayed to 0 over all steps by a cosine
 // Estimators: hep (HepOptions: N = 0 complex step "true e", 1 one-sided, >= 2 Cauchy), rbp
 // (exact delta: RBP through implicit differentiation), online (continuous-time, no free phase).
+// y is labels or real targets (targets.hpp); with real targets accuracies are NaN.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -54,7 +56,7 @@ inline void check_free(const RelaxReport& r, const char* fn) {
 
 /// One training step on the batch (X, y). Gradients are zeroed, then accumulated, then opt steps.
 template <class Real>
-StepStats train_step(DenseNet<Real>& net, nn::Optimizer<Real>& opt, const Tensor<Real>& X, const std::vector<int>& y,
+StepStats train_step(DenseNet<Real>& net, nn::Optimizer<Real>& opt, const Tensor<Real>& X, const TargetsArg<Real>& y,
                      const TrainOptions& o, Rng& rng) {
   const char* fn = "ep::train_step";
   detail::check_net(net, fn);
@@ -94,12 +96,13 @@ StepStats train_step(DenseNet<Real>& net, nn::Optimizer<Real>& opt, const Tensor
 
 struct EvalStats {
   double loss = 0, accuracy = 0;  ///< over the samples whose free phase stayed finite / over all
+                                  ///< (accuracy NaN with real targets)
   RelaxReport report;
 };
 
 /// Free phase from 0 with `relax`, then the readout. Diverged samples count as errors.
 template <class Real>
-EvalStats evaluate(const DenseNet<Real>& net, const Tensor<Real>& X, const std::vector<int>& y,
+EvalStats evaluate(const DenseNet<Real>& net, const Tensor<Real>& X, const TargetsArg<Real>& y,
                    const RelaxOptions& relax = {}) {
   const char* fn = "ep::evaluate";
   detail::check_net(net, fn);
@@ -113,10 +116,10 @@ EvalStats evaluate(const DenseNet<Real>& net, const Tensor<Real>& X, const std::
       for (auto& t : u0.layers) t[b].set_zero();
   const ReadoutResult<Real> ro = readout(net, u0, y);
   double correct = 0;
-  for (index_t b = 0; b < batch; ++b)
-    if (!ev.report.column_diverged[std::size_t(b)] && ro.predictions[std::size_t(b)] == y[std::size_t(b)]) ++correct;
+  for (index_t b = 0; b < batch && y.has_labels(); ++b)
+    if (!ev.report.column_diverged[std::size_t(b)] && ro.predictions[std::size_t(b)] == y.label(b)) ++correct;
   ev.loss = ro.loss;
-  ev.accuracy = correct / double(batch);
+  ev.accuracy = y.has_labels() ? correct / double(batch) : std::nan("");
   return ev;
 }
 
@@ -158,7 +161,7 @@ std::unique_ptr<nn::Optimizer<Real>> make_optimizer(DenseNet<Real>& net, const F
 
 /// Trains on (X, y) for o.epochs; calls on_epoch after each epoch (e.g. to evaluate).
 template <class Real>
-void fit(DenseNet<Real>& net, const Tensor<Real>& X, const std::vector<int>& y, const FitOptions& o,
+void fit(DenseNet<Real>& net, const Tensor<Real>& X, const TargetsArg<Real>& y, const FitOptions& o,
          const std::function<void(const EpochInfo&)>& on_epoch = {}) {
   const char* fn = "ep::fit";
   detail::check_net(net, fn);
@@ -169,8 +172,10 @@ void fit(DenseNet<Real>& net, const Tensor<Real>& X, const std::vector<int>& y, 
   std::unique_ptr<nn::Optimizer<Real>> opt = make_optimizer(net, o);
   const nn::Schedule sched = o.cosine ? nn::cosine_schedule(o.epochs * per_epoch) : nn::constant_schedule();
   Rng order(o.seed), draws = Rng(o.seed).stream(1);
-  Tensor<Real> xb(Shape{o.batch, d});
-  std::vector<int> yb(std::size_t(o.batch));
+  Tensor<Real> xb(Shape{o.batch, d}), tb;
+  std::vector<int> yb(y.has_labels() ? std::size_t(o.batch) : 0);
+  if (!y.has_labels()) tb = Tensor<Real>(Shape{o.batch, y.values()->dim(1)});
+  const Targets<Real> target_batch = y.has_labels() ? Targets<Real>(yb) : Targets<Real>(tb);
   index_t step = 0;
   for (index_t ep = 1; ep <= o.epochs; ++ep) {
     const std::vector<index_t> perm = order.permutation(n);
@@ -180,10 +185,11 @@ void fit(DenseNet<Real>& net, const Tensor<Real>& X, const std::vector<int>& y, 
       for (index_t i = 0; i < o.batch; ++i) {
         const index_t r = perm[std::size_t(bi * o.batch + i)];
         xb.matrix().row(i) = X.matrix().row(r);
-        yb[std::size_t(i)] = y[std::size_t(r)];
+        if (y.has_labels()) yb[std::size_t(i)] = y.label(r);
+        else tb.matrix().row(i) = y.values()->matrix().row(r);
       }
       opt->set_lr_factor(sched(step));
-      const StepStats s = train_step(net, *opt, xb, yb, o.train, draws);
+      const StepStats s = train_step(net, *opt, xb, target_batch, o.train, draws);
       ++step;
       info.loss += s.loss / double(per_epoch);
       info.accuracy += s.accuracy / double(per_epoch);
