@@ -12,6 +12,8 @@
 // Estimators: hep (HepOptions: N = 0 complex step "true e", 1 one-sided, >= 2 Cauchy), rbp
 // (exact delta: RBP through implicit differentiation), online (continuous-time, no free phase).
 // y is labels or real targets (targets.hpp); with real targets accuracies are NaN.
+// Homeostasis: lambda times the M-draw estimate of the gradient, or (homeo_expected) its exact
+// expectation 2 (B_l - W_l^T) / n, 2 (W_l - B_l^T) / n.
 #pragma once
 
 #include <cmath>
@@ -39,11 +41,12 @@ struct TrainOptions {
   OnlineOptions online;      ///< the online estimator
   double homeo_lambda = 0;   ///< lambda of Jacobian homeostasis (0 = off)
   index_t homeo_draws = 5;   ///< M draws per sample
+  bool homeo_expected = false;  ///< true: the exact expectation of the gradient instead of draws
 };
 
 struct StepStats {
   double loss = 0, accuracy = 0;  ///< readout at the free state, before the update
-  double homeo_loss = 0;          ///< estimate of L_homeo (when lambda > 0)
+  double homeo_loss = 0;          ///< estimate of L_homeo (when lambda > 0; exact with homeo_expected)
   RelaxReport free, nudged;       ///< the free phase and the estimator's relaxations
 };
 
@@ -89,7 +92,9 @@ StepStats train_step(DenseNet<Real>& net, nn::Optimizer<Real>& opt, const Tensor
   }
   st.loss = ro.loss;
   st.accuracy = ro.accuracy;
-  if (o.homeo_lambda > 0) st.homeo_loss = add_homeostasis_gradient(net, X.dim(0) * o.homeo_draws, o.homeo_lambda, rng);
+  if (o.homeo_lambda > 0)
+    st.homeo_loss = o.homeo_expected ? add_expected_homeostasis_gradient(net, o.homeo_lambda)
+                                     : add_homeostasis_gradient(net, X.dim(0) * o.homeo_draws, o.homeo_lambda, rng);
   opt.step();
   return st;
 }
