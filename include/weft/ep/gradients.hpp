@@ -32,29 +32,36 @@ struct ReadoutResult {
 namespace detail {
 
 /// Row i of the readout: z holds the logits (softmax) or r_K (mse) on entry and p - t (or
-/// r_K - t) on exit; returns the loss of the row.
+/// r_K - t) on exit; adds the row's loss to `loss` term by term (the summation order of the
+/// label-only version, so labels give the same bits as before).
 template <class Real>
-double readout_row(Readout ro, const Targets<Real>& y, index_t i, Real* z, index_t C, index_t arg) {
-  double loss = 0;
+void readout_row(Readout ro, const Targets<Real>& y, index_t i, Real* z, index_t C, index_t arg, double& loss) {
+  double acc = loss;  // local, as before: &loss could alias z, which would change the codegen
   if (ro == Readout::softmax) {
     const double m = double(z[arg]);
     double s = 0, tz = 0;
     for (index_t j = 0; j < C; ++j) s += std::exp(double(z[j]) - m);
     if (y.has_labels()) tz = double(z[y.label(i)]);
     else
-      for (index_t j = 0; j < C; ++j) tz += y.at(i, j) * double(z[j]);
-    loss = std::log(s) + m - tz;
+      for (index_t j = 0; j < C; ++j) tz += double(y.row(i)[j]) * double(z[j]);
+    acc += std::log(s) + m - tz;
     for (index_t j = 0; j < C; ++j) z[j] = Real(std::exp(double(z[j]) - m) / s);
+  } else if (y.has_labels()) {
+    const int yi = y.label(i);
+    for (index_t j = 0; j < C; ++j) {
+      const double d = double(z[j]) - (j == yi ? 1.0 : 0.0);
+      acc += 0.5 * d * d;
+    }
   } else {
     for (index_t j = 0; j < C; ++j) {
-      const double d = double(z[j]) - y.at(i, j);
-      loss += 0.5 * d * d;
+      const double d = double(z[j]) - double(y.row(i)[j]);
+      acc += 0.5 * d * d;
     }
   }
+  loss = acc;
   if (y.has_labels()) z[y.label(i)] -= Real(1);
   else
     for (index_t j = 0; j < C; ++j) z[j] -= y.row(i)[j];
-  return loss;
 }
 
 }  // namespace detail
@@ -88,7 +95,7 @@ ReadoutResult<Real> readout(const DenseNet<Real>& net, const State<Real>& u0, co
       if (z[j] > z[arg]) arg = j;
     r.predictions[std::size_t(i)] = int(arg);
     if (y.has_labels()) correct += arg == y.label(i) ? 1 : 0;
-    loss += detail::readout_row(net.readout, y, i, z, C, arg);
+    detail::readout_row(net.readout, y, i, z, C, arg, loss);
   }
   if (net.readout == Readout::softmax) {
     r.G = Tensor<Real>(Shape{batch, sK});
