@@ -206,7 +206,8 @@ inline constexpr bool has_batch_form = false;
 #if WEFT_USE_XSIMD
 template <class F, class T>
 inline constexpr bool has_batch_form<F, T, true> =
-    returns<simd::batch<T>, real_result, F, simd::batch<T>> && returns<simd::batch<T>, deriv_result, F, simd::batch<T>> &&
+    returns<simd::batch<T>, real_result, F, simd::batch<T>> &&
+    returns<simd::batch<T>, deriv_result, F, simd::batch<T>> &&
     returns<split_complex<simd::batch<T>>, cplx_result, F, split_complex<simd::batch<T>>>;
 #endif
 
