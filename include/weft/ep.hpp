@@ -15,4 +15,5 @@
 #include "weft/ep/rbp.hpp"
 #include "weft/ep/reference.hpp"
 #include "weft/ep/relax.hpp"
+#include "weft/ep/targets.hpp"
 #include "weft/ep/train.hpp"

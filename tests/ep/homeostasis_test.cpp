@@ -152,4 +152,106 @@ TEST_CASE("ep/homeostasis: the gradient is added with lambda to W_l and B_l (l >
   CHECK_THROWS_AS(ep::homeostasis_gradient(s.net, wrong), ShapeError);
 }
 
+TEST_CASE("ep/homeostasis: the expected gradient is the mean of the draws within statistical error") {
+  Rng net_rng(12);
+  ep::NetOptions no;
+  no.alpha_deg = 90;
+  const auto net = ep::make_dense_net<double>({3, 4, 3, 2}, net_rng, no);
+  const auto ex = ep::homeostasis_expected_gradient(net);
+  CHECK(ex.loss == doctest::Approx(ep::homeostasis_expectation(net)).epsilon(1e-15));
+  // G groups of D draws: the group means are i.i.d., so their mean has standard error sd / sqrt(G)
+  const index_t G = 400, D = 100, K = net.layers();
+  std::vector<std::vector<double>> groups;  // per group: every gradient entry, flattened
+  Rng rng(13);
+  for (index_t k = 0; k < G; ++k) {
+    ep::State<double> eps = ep::zero_state<double>(net, D);
+    for (auto& t : eps.layers)
+      for (auto& x : t) x = rng.normal();
+    const auto g = ep::homeostasis_gradient(net, eps);
+    std::vector<double> flat;
+    for (index_t l = 2; l <= K; ++l)
+      for (const auto* t : {&g.W[std::size_t(l - 2)], &g.B[std::size_t(l - 2)]})
+        for (index_t i = 0; i < t->numel(); ++i) flat.push_back(t->flat(i));
+    groups.push_back(flat);
+  }
+  std::vector<double> expect;
+  for (index_t l = 2; l <= K; ++l)
+    for (const auto* t : {&ex.W[std::size_t(l - 2)], &ex.B[std::size_t(l - 2)]})
+      for (index_t i = 0; i < t->numel(); ++i) expect.push_back(t->flat(i));
+  double max_z = 0, mean_z2 = 0;
+  for (std::size_t i = 0; i < expect.size(); ++i) {
+    double m = 0, v = 0;
+    for (const auto& gr : groups) m += gr[i] / double(G);
+    for (const auto& gr : groups) v += (gr[i] - m) * (gr[i] - m) / double(G - 1);
+    const double z = (m - expect[i]) / std::sqrt(v / double(G));
+    max_z = std::max(max_z, std::abs(z));
+    mean_z2 += z * z / double(expect.size());
+  }
+  INFO("max |z| ", max_z, ", mean z^2 ", mean_z2, " over ", expect.size(), " entries");
+  CHECK(max_z <= 4.5);        // no entry off by more than 4.5 standard errors
+  CHECK(mean_z2 >= 0.4);      // and the deviations are of the size of the standard error:
+  CHECK(mean_z2 <= 1.8);      // (chi-square / dof of 36 entries)
+}
+
+TEST_CASE("ep/homeostasis: the expected gradient is the gradient of sum |B_l - W_l^T|^2 / n (FD)") {
+  Setup<double> s(90, 45, {5, 6, 4, 3});
+  const auto ex = ep::homeostasis_expected_gradient(s.net);
+  const index_t K = s.net.layers();
+  for (index_t l = 2; l <= K; ++l)
+    for (auto* p : {&s.net.W[std::size_t(l - 1)], &s.net.B[std::size_t(l - 2)]}) {
+      const bool is_w = p == &s.net.W[std::size_t(l - 1)];
+      const Tensor<double>& g = is_w ? ex.W[std::size_t(l - 2)] : ex.B[std::size_t(l - 2)];
+      for (index_t i = 0; i < p->numel(); ++i) {
+        double& w = p->value().flat(i);
+        const double w0 = w, h = 1e-4;
+        w = w0 + h;
+        const double lp = ep::homeostasis_expectation(s.net);
+        w = w0 - h;
+        const double lm = ep::homeostasis_expectation(s.net);
+        w = w0;
+        CHECK(std::abs((lp - lm) / (2 * h) - g.flat(i)) <= 1e-10);  // a quadratic: exact up to rounding
+      }
+    }
+  // zero at symmetry; added with lambda to W_l, B_l (l >= 2) only
+  Setup<double> sym(0, 46);
+  for (const auto& t : ep::homeostasis_expected_gradient(sym.net).B) CHECK(t.matrix().norm() <= 1e-15);
+  for (auto& p : s.net.parameters()) p.grad().fill(0.5);
+  CHECK(ep::add_expected_homeostasis_gradient(s.net, 3.0) == doctest::Approx(ex.loss).epsilon(1e-15));
+  for (index_t l = 2; l <= K; ++l) {
+    Tensor<double> ew = ex.W[std::size_t(l - 2)].clone();
+    ew.array() = ew.array() * 3.0 + 0.5;
+    CHECK(test::compare(s.net.W[std::size_t(l - 1)].grad(), ew, 1e-15).ok);
+  }
+  CHECK((s.net.W[0].grad().array() == 0.5).all());
+  CHECK((s.net.V.grad().array() == 0.5).all());
+  CHECK_THROWS_AS(ep::add_expected_homeostasis_gradient(s.net, -1.0), ValueError);
+}
+
+TEST_CASE("ep/homeostasis: train_step with homeo_expected adds lambda times the exact expectation") {
+  Setup<double> s(90, 47);
+  ep::TrainOptions o;
+  o.free_phase.gamma = 0.5;
+  o.free_phase.max_iters = 60;
+  o.hep.relax.gamma = 0.5;
+  o.homeo_lambda = 2.0;
+  o.homeo_expected = true;
+  nn::SGDOptions so;
+  so.lr = 0;
+  nn::SGD<double> opt(s.net.parameters(), so);
+  Rng rng(14);
+  const ep::StepStats st = ep::train_step(s.net, opt, s.batch.X, s.batch.y, o, rng);
+  CHECK(st.homeo_loss == doctest::Approx(ep::homeostasis_expectation(s.net)).epsilon(1e-15));
+  ep::State<double> u0;
+  ep::free_phase(s.net, s.batch.X, u0, o.free_phase);
+  auto g = ep::error_gradients(s.net, s.batch.X, s.batch.y, u0, ep::hep_error(s.net, s.batch.X, s.batch.y, u0, o.hep).e);
+  const auto h = ep::homeostasis_expected_gradient(s.net);
+  const index_t K = s.net.layers();
+  for (index_t l = 2; l <= K; ++l) {
+    g[std::size_t(l - 1)].array() += 2.0 * h.W[std::size_t(l - 2)].array();
+    g[std::size_t(2 * K + l - 2)].array() += 2.0 * h.B[std::size_t(l - 2)].array();
+  }
+  const auto params = s.net.parameters();
+  for (std::size_t i = 0; i < params.size(); ++i) CHECK(test::compare(params[i].grad(), g[i], 1e-12).ok);
+}
+
 }  // namespace weft_unit_ep_homeostasis_test

@@ -33,6 +33,7 @@
 #include "weft/core/ops/matmul.hpp"
 #include "weft/ep/kernels.hpp"
 #include "weft/ep/net.hpp"
+#include "weft/ep/targets.hpp"
 
 namespace weft::ep {
 
@@ -81,9 +82,14 @@ struct NetView {
   const Real* V = nullptr;
   const Real* c = nullptr;
   Tensor<Real> drive1;  // (batch x s_1): X W_1^T + b_1
-  const int* labels = nullptr;
+  const int* labels = nullptr;    // class labels, or
+  const Real* targets = nullptr;  // real targets (batch x C), or neither (beta = 0 only)
 
-  NetView(const DenseNet<Real>& net, const Tensor<Real>& X, const int* y) : K(net.layers()), s(net.sizes) {
+  /// With labels (or none: nullptr).
+  NetView(const DenseNet<Real>& net, const Tensor<Real>& X, const int* y) : NetView(net, X, Targets<Real>()) {
+    labels = y;
+  }
+  NetView(const DenseNet<Real>& net, const Tensor<Real>& X, const Targets<Real>& y) : K(net.layers()), s(net.sizes) {
     act = net.activation;
     readout = net.readout;
     C = net.classes();
@@ -103,7 +109,8 @@ struct NetView {
     drive1 = Tensor<Real>(Shape{n, s1});
     ops::gemm(false, true, X.data(), W[1], drive1.data(), n, s1, s[0], false);
     drive1.matrix().rowwise() += ConstVectorMap<Real>(b[1], s1).transpose();
-    labels = y;
+    labels = y.labels();
+    if (y.values()) targets = y.values()->data();
   }
 };
 
@@ -272,7 +279,7 @@ class Block {
     }
   }
 
-  /// G_ = beta (dl/dr_K) for the active columns.
+  /// G_ = beta (dl/dr_K) for the active columns (labels or real targets; targets.hpp).
   void nudge() {
     const NetView<Real>& n = *net_;
     const index_t sK = width(n.K), C = n.C, rows_ = rows();
@@ -282,21 +289,34 @@ class Block {
       Real* Z = Z_.data();
       ops::gemm(false, true, RK, n.V, Z, rows_, C, sK, false);
       for (index_t j = 0; j < a_; ++j) {
-        const int y = n.labels[sample_[std::size_t(slot_[std::size_t(j)])]];
+        const index_t smp = sample_[std::size_t(slot_[std::size_t(j)])];
+        const Real* t = n.targets ? n.targets + smp * C : nullptr;
         Real* zr = Z + j * C;
         for (index_t k = 0; k < C; ++k) zr[k] += n.c[k];
         if (cplx_) {
           Real* zi = Z + (a_ + j) * C;
           ops::softmax_rows_planes(zr, zi, zr, zi, 1, C);
-          zr[y] -= Real(1);
+          if (t)
+            for (index_t k = 0; k < C; ++k) zr[k] -= t[k];
+          else
+            zr[n.labels[smp]] -= Real(1);
+        } else if (t) {
+          softmax_minus_target(zr, C, t);
         } else {
-          softmax_minus_onehot(zr, C, y);
+          softmax_minus_onehot(zr, C, n.labels[smp]);
         }
       }
       ops::gemm(false, false, Z, n.V, G, rows_, sK, C, false);
     } else {
       std::memcpy(G, RK, sizeof(Real) * std::size_t(rows_ * sK));
-      for (index_t j = 0; j < a_; ++j) G[j * sK + n.labels[sample_[std::size_t(slot_[std::size_t(j)])]]] -= Real(1);
+      for (index_t j = 0; j < a_; ++j) {
+        const index_t smp = sample_[std::size_t(slot_[std::size_t(j)])];
+        if (!n.targets) {
+          G[j * sK + n.labels[smp]] -= Real(1);
+          continue;
+        }
+        for (index_t k = 0; k < sK; ++k) G[j * sK + k] -= n.targets[smp * sK + k];
+      }
     }
     for (index_t j = 0; j < a_; ++j) {
       const std::complex<Real> bt = beta_[std::size_t(slot_[std::size_t(j)])];

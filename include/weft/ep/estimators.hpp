@@ -96,7 +96,7 @@ inline void check_hep_options(const HepOptions& o, const char* fn) {
 
 /// The holomorphic EP error vector from the free fixed point u0 (see the file comment).
 template <class Real>
-ErrorEstimate<Real> hep_error(const DenseNet<Real>& net, const Tensor<Real>& X, const std::vector<int>& y,
+ErrorEstimate<Real> hep_error(const DenseNet<Real>& net, const Tensor<Real>& X, const TargetsArg<Real>& y,
                               const State<Real>& u0, const HepOptions& o = {}) {
   const char* fn = "ep::hep_error";
   detail::check_net(net, fn);
@@ -104,7 +104,7 @@ ErrorEstimate<Real> hep_error(const DenseNet<Real>& net, const Tensor<Real>& X, 
   detail::check_batch(net, X, y, fn);
   const index_t batch = X.dim(0), K = net.layers();
   detail::check_state(net, u0, batch, fn, "free state u0");
-  detail::NetView<Real> view(net, X, y.data());
+  detail::NetView<Real> view(net, X, y);
   std::vector<double> weight;
   std::vector<std::complex<Real>> betas;
   if (o.N == 0) {
@@ -181,7 +181,7 @@ struct OnlineEstimate {
 
 /// The continuous-time (online) estimator from u = 0 (see the file comment).
 template <class Real>
-OnlineEstimate<Real> online_hep(const DenseNet<Real>& net, const Tensor<Real>& X, const std::vector<int>& y,
+OnlineEstimate<Real> online_hep(const DenseNet<Real>& net, const Tensor<Real>& X, const TargetsArg<Real>& y,
                                 const OnlineOptions& o = {}) {
   const char* fn = "ep::online_hep";
   detail::check_net(net, fn);
@@ -191,7 +191,7 @@ OnlineEstimate<Real> online_hep(const DenseNet<Real>& net, const Tensor<Real>& X
   detail::check_relax_options(o.relax, fn);
   detail::check_batch(net, X, y, fn);
   const index_t batch = X.dim(0), K = net.layers();
-  detail::NetView<Real> view(net, X, y.data());
+  detail::NetView<Real> view(net, X, y);
   RelaxOptions ro = o.relax;
   ro.tol = 0;
   detail::BlockSet<Real> set(view, batch, {std::complex<Real>(Real(o.abs_beta), Real(0))}, ro.block_rows, true);

@@ -5,7 +5,8 @@
 //   g = (1/B) sum_b (dF/dtheta (u0_b))^T xi_b + dL/dtheta_readout      (a VJP at the free state)
 // which for the dense network is
 //   g_W_l = mean_b xi_l r_{l-1}^T,  g_b_l = mean xi_l,  g_B_{l+1} = mean xi_l r_{l+1}^T
-//   g_V = mean (p - y) r_K^T,       g_c = mean (p - y)                  (r = phi(u0), r_0 = x)
+//   g_V = mean (p - t) r_K^T,       g_c = mean (p - t)                  (r = phi(u0), r_0 = x)
+// with t the one-hot label or the real target row (targets.hpp).
 // xi = delta (RBP) gives the exact gradient of L = mean loss at the fixed point; xi = e gives
 // (generalised) EP. Each is one GEMM per connection. Update: theta <- theta - lr g.
 #pragma once
@@ -14,12 +15,13 @@
 #include <vector>
 
 #include "weft/core/ops/matmul.hpp"
-#include "weft/ep/net.hpp"
+#include "weft/ep/targets.hpp"
 
 namespace weft::ep {
 
 /// The readout at a state: mean loss, accuracy, and per sample G = dl/dr_K (batch x s_K) and
-/// the output error p - y (batch x C; r_K - y for mse).
+/// the output error p - t (batch x C; r_K - t for mse), t the one-hot label or the real target.
+/// predictions is the argmax of the output (p or r_K); accuracy is NaN for real targets.
 template <class Real>
 struct ReadoutResult {
   double loss = 0, accuracy = 0;
@@ -27,16 +29,52 @@ struct ReadoutResult {
   std::vector<int> predictions;
 };
 
-/// The readout of the free state u0 (real): softmax cross entropy or mse.
+namespace detail {
+
+/// Row i of the readout: z holds the logits (softmax) or r_K (mse) on entry and p - t (or
+/// r_K - t) on exit; adds the row's loss to `loss` term by term (the summation order of the
+/// label-only version, so labels give the same bits as before).
 template <class Real>
-ReadoutResult<Real> readout(const DenseNet<Real>& net, const State<Real>& u0, const std::vector<int>& y) {
+void readout_row(Readout ro, const Targets<Real>& y, index_t i, Real* z, index_t C, index_t arg, double& loss) {
+  double acc = loss;  // local, as before: &loss could alias z, which would change the codegen
+  if (ro == Readout::softmax) {
+    const double m = double(z[arg]);
+    double s = 0, tz = 0;
+    for (index_t j = 0; j < C; ++j) s += std::exp(double(z[j]) - m);
+    if (y.has_labels()) tz = double(z[y.label(i)]);
+    else
+      for (index_t j = 0; j < C; ++j) tz += double(y.row(i)[j]) * double(z[j]);
+    acc += std::log(s) + m - tz;
+    for (index_t j = 0; j < C; ++j) z[j] = Real(std::exp(double(z[j]) - m) / s);
+  } else if (y.has_labels()) {
+    const int yi = y.label(i);
+    for (index_t j = 0; j < C; ++j) {
+      const double d = double(z[j]) - (j == yi ? 1.0 : 0.0);
+      acc += 0.5 * d * d;
+    }
+  } else {
+    for (index_t j = 0; j < C; ++j) {
+      const double d = double(z[j]) - double(y.row(i)[j]);
+      acc += 0.5 * d * d;
+    }
+  }
+  loss = acc;
+  if (y.has_labels()) z[y.label(i)] -= Real(1);
+  else
+    for (index_t j = 0; j < C; ++j) z[j] -= y.row(i)[j];
+}
+
+}  // namespace detail
+
+/// The readout of the free state u0 (real): softmax cross entropy or mse, against labels or
+/// real targets (targets.hpp).
+template <class Real>
+ReadoutResult<Real> readout(const DenseNet<Real>& net, const State<Real>& u0, const TargetsArg<Real>& y) {
   const char* fn = "ep::readout";
   detail::check_net(net, fn);
   const index_t batch = u0.batch(), K = net.layers(), sK = net.size(K), C = net.classes();
-  WEFT_CHECK(batch >= 1 && index_t(y.size()) == batch, shape, fn, "expected one label per sample (", batch,
-             "), got ", y.size());
-  for (int v : y)
-    WEFT_CHECK(v >= 0 && index_t(v) < C, value, fn, "expected labels in [0, ", C, "), got ", v);
+  WEFT_CHECK(batch >= 1, shape, fn, "expected a state with at least one sample, got ", batch);
+  detail::check_targets(net, y, batch, fn);
   detail::check_state(net, u0, batch, fn, "state u0");
   ReadoutResult<Real> r;
   Tensor<Real> RK(Shape{batch, sK});
@@ -52,25 +90,12 @@ ReadoutResult<Real> readout(const DenseNet<Real>& net, const State<Real>& u0, co
   }
   for (index_t i = 0; i < batch; ++i) {
     Real* z = r.err.data() + i * C;
-    const int yi = y[std::size_t(i)];
     index_t arg = 0;
     for (index_t j = 1; j < C; ++j)
       if (z[j] > z[arg]) arg = j;
     r.predictions[std::size_t(i)] = int(arg);
-    correct += arg == yi ? 1 : 0;
-    if (net.readout == Readout::softmax) {
-      const double m = double(z[arg]);
-      double s = 0;
-      for (index_t j = 0; j < C; ++j) s += std::exp(double(z[j]) - m);
-      loss += std::log(s) + m - double(z[yi]);
-      for (index_t j = 0; j < C; ++j) z[j] = Real(std::exp(double(z[j]) - m) / s);
-    } else {
-      for (index_t j = 0; j < C; ++j) {
-        const double d = double(z[j]) - (j == yi ? 1.0 : 0.0);
-        loss += 0.5 * d * d;
-      }
-    }
-    z[yi] -= Real(1);
+    if (y.has_labels()) correct += arg == y.label(i) ? 1 : 0;
+    detail::readout_row(net.readout, y, i, z, C, arg, loss);
   }
   if (net.readout == Readout::softmax) {
     r.G = Tensor<Real>(Shape{batch, sK});
@@ -79,14 +104,14 @@ ReadoutResult<Real> readout(const DenseNet<Real>& net, const State<Real>& u0, co
     r.G = r.err.clone();
   }
   r.loss = loss / double(batch);
-  r.accuracy = correct / double(batch);
+  r.accuracy = y.has_labels() ? correct / double(batch) : std::nan("");
   return r;
 }
 
 /// The gradients g (see the file comment) for the error field xi at the free state u0, in the
 /// order of net.parameters(). The readout part is exact whatever xi is.
 template <class Real>
-std::vector<Tensor<Real>> error_gradients(const DenseNet<Real>& net, const Tensor<Real>& X, const std::vector<int>& y,
+std::vector<Tensor<Real>> error_gradients(const DenseNet<Real>& net, const Tensor<Real>& X, const TargetsArg<Real>& y,
                                           const State<Real>& u0, const State<Real>& xi) {
   const char* fn = "ep::error_gradients";
   detail::check_net(net, fn);
@@ -127,7 +152,7 @@ std::vector<Tensor<Real>> error_gradients(const DenseNet<Real>& net, const Tenso
 /// Adds error_gradients(...) into the parameters' grad() (net.parameters() order) and returns
 /// the readout at u0 (loss and accuracy of the batch).
 template <class Real>
-ReadoutResult<Real> accumulate_gradients(DenseNet<Real>& net, const Tensor<Real>& X, const std::vector<int>& y,
+ReadoutResult<Real> accumulate_gradients(DenseNet<Real>& net, const Tensor<Real>& X, const TargetsArg<Real>& y,
                                          const State<Real>& u0, const State<Real>& xi) {
   std::vector<Tensor<Real>> g = error_gradients(net, X, y, u0, xi);
   std::vector<Parameter<Real>> p = net.parameters();

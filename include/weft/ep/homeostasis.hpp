@@ -12,11 +12,13 @@
 // with (J eps)_l = W_l eps_{l-1} + B_{l+1} eps_{l+1} - eps_l and (J^T eps)_l = W_{l+1}^T
 // eps_{l+1} + B_l^T eps_{l-1} - eps_l. For a batch of D draws (rows) every term is one GEMM.
 // Expectation: E l_h = sum_l |B_l - W_l^T|_F^2 / n, E grad_B_l = 2 (B_l - W_l^T) / n,
-// E grad_W_l = 2 (W_l - B_l^T) / n. The gradient is taken with r0 held constant. W_1, b, V
-// and c get no homeostatic gradient.
+// E grad_W_l = 2 (W_l - B_l^T) / n (homeostasis_expected_gradient returns these exactly, the
+// gradient of the closed form sum_l |B_l - W_l^T|_F^2 / n). The gradient is taken with r0 held
+// constant. W_1, b, V and c get no homeostatic gradient.
 #pragma once
 
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "weft/core/ops/matmul.hpp"
@@ -100,6 +102,24 @@ HomeostasisGradient<Real> homeostasis_gradient(const DenseNet<Real>& net, const 
   return g;
 }
 
+namespace detail {
+/// W_l.grad() += lambda g.W, B_l.grad() += lambda g.B (l >= 2), NaN and Inf entries as 0.
+template <class Real>
+void add_homeostasis(DenseNet<Real>& net, const HomeostasisGradient<Real>& g, double lambda) {
+  const Real lam = Real(lambda);
+  auto add = [lam](Tensor<Real>& dst, const Tensor<Real>& src) {
+    for (index_t i = 0; i < dst.numel(); ++i) {
+      const Real v = lam * src.flat(i);
+      if (std::isfinite(v)) dst.flat(i) += v;
+    }
+  };
+  for (index_t l = 2; l <= net.layers(); ++l) {
+    add(net.W[std::size_t(l - 1)].grad(), g.W[std::size_t(l - 2)]);
+    add(net.B[std::size_t(l - 2)].grad(), g.B[std::size_t(l - 2)]);
+  }
+}
+}  // namespace detail
+
 /// Draws `draws` eps ~ N(0, I_n) (the spec: batch x M, M = 5), computes the estimate, and adds
 /// lambda times its gradient (NaN and Inf entries as 0) into W_l.grad() and B_l.grad(), l >= 2.
 /// Returns the (unscaled) estimate of L_homeo.
@@ -113,17 +133,7 @@ double add_homeostasis_gradient(DenseNet<Real>& net, index_t draws, double lambd
   for (auto& t : eps.layers)
     for (auto& x : t) x = Real(rng.normal());
   const HomeostasisGradient<Real> g = homeostasis_gradient(net, eps);
-  const Real lam = Real(lambda);
-  auto add = [lam](Tensor<Real>& dst, const Tensor<Real>& src) {
-    for (index_t i = 0; i < dst.numel(); ++i) {
-      const Real v = lam * src.flat(i);
-      if (std::isfinite(v)) dst.flat(i) += v;
-    }
-  };
-  for (index_t l = 2; l <= net.layers(); ++l) {
-    add(net.W[std::size_t(l - 1)].grad(), g.W[std::size_t(l - 2)]);
-    add(net.B[std::size_t(l - 2)].grad(), g.B[std::size_t(l - 2)]);
-  }
+  detail::add_homeostasis(net, g, lambda);
   return g.loss;
 }
 
@@ -137,6 +147,38 @@ double homeostasis_expectation(const DenseNet<Real>& net) {
           net.W[std::size_t(l - 1)].value().matrix().transpose().template cast<double>())
              .squaredNorm();
   return s / double(net.neurons());
+}
+
+/// The exact expectation of the homeostatic loss and gradient over eps (no draws): loss
+/// sum_l |B_l - W_l^T|_F^2 / n, dl/dW_l = 2 (W_l - B_l^T) / n, dl/dB_l = 2 (B_l - W_l^T) / n,
+/// the gradient of that loss (the mean of homeostasis_gradient over infinitely many draws).
+template <class Real>
+HomeostasisGradient<Real> homeostasis_expected_gradient(const DenseNet<Real>& net) {
+  detail::check_net(net, "ep::homeostasis_expected_gradient");
+  HomeostasisGradient<Real> g;
+  g.loss = homeostasis_expectation(net);
+  const Real s = Real(2.0 / double(net.neurons()));
+  for (index_t l = 2; l <= net.layers(); ++l) {
+    const auto Wm = net.W[std::size_t(l - 1)].value().matrix();
+    const auto Bm = net.B[std::size_t(l - 2)].value().matrix();
+    Tensor<Real> gw(net.W[std::size_t(l - 1)].shape()), gb(net.B[std::size_t(l - 2)].shape());
+    gw.matrix() = s * (Wm - Bm.transpose());
+    gb.matrix() = s * (Bm - Wm.transpose());
+    g.W.push_back(std::move(gw));
+    g.B.push_back(std::move(gb));
+  }
+  return g;
+}
+
+/// Adds lambda times homeostasis_expected_gradient into W_l.grad() and B_l.grad(), l >= 2;
+/// returns the exact L_homeo (the deterministic counterpart of add_homeostasis_gradient).
+template <class Real>
+double add_expected_homeostasis_gradient(DenseNet<Real>& net, double lambda) {
+  const char* fn = "ep::add_expected_homeostasis_gradient";
+  WEFT_CHECK(lambda >= 0 && std::isfinite(lambda), value, fn, "expected a finite lambda >= 0, got ", lambda);
+  const HomeostasisGradient<Real> g = homeostasis_expected_gradient(net);
+  detail::add_homeostasis(net, g, lambda);
+  return g.loss;
 }
 
 }  // namespace weft::ep

@@ -10,7 +10,9 @@
 // bias). W and B are separate trainable parameters: weight symmetry (B_l = W_l^T) holds at
 // init only for alpha = 0 and is never enforced. The loss is read out from r_K by a linear
 // softmax layer (V: C x s_K, c: C), l = -log softmax(V r_K + c)_y, so G_K = V^T (p - y); it is
-// not part of the dynamics. Readout::mse instead uses l = |r_K - onehot(y)|^2 / 2 (no V, c).
+// not part of the dynamics. Readout::mse instead uses l = |r_K - t|^2 / 2 (no V, c), with t the
+// one-hot label or a row of real targets (targets.hpp). The activation phi is a built-in or a
+// user functor (activation.hpp).
 //
 // Init (as the authors' Flax code): every kernel LeCun truncated normal (z ~ N(0, 1) truncated
 // to |z| <= 2, times 1 / (0.8796 sqrt(fan_in))), biases zero; then B_l <- sin(alpha) B_l +
@@ -32,7 +34,7 @@ namespace weft::ep {
 /// How the loss is read out from the output layer r_K.
 enum class Readout {
   softmax,  ///< linear layer V r_K + c, softmax cross entropy ("xent" in the authors' code)
-  mse       ///< l = |r_K - onehot(y)|^2 / 2 on the output layer itself
+  mse       ///< l = |r_K - t|^2 / 2 on the output layer itself (t one-hot or real targets)
 };
 
 struct NetOptions {
@@ -123,6 +125,8 @@ void check_net(const DenseNet<Real>& net, const char* func) {
                  "expected B_", l, " of shape ", fs);
     }
   }
+  WEFT_CHECK(net.activation.template supports<Real>(), config, func, "expected an activation with a ",
+             std::is_same_v<Real, float> ? "float" : "double", " form, got '", net.activation.name(), "'");
   if (net.readout == Readout::softmax) {
     WEFT_CHECK(net.V.defined() && net.c.defined() && net.V.value().rank() == 2 && net.V.shape()[0] >= 1 &&
                    net.V.shape()[1] == net.size(K) && net.c.shape() == Shape{net.V.shape()[0]},
@@ -130,19 +134,6 @@ void check_net(const DenseNet<Real>& net, const char* func) {
   }
   for (const Parameter<Real>& p : net.parameters())
     WEFT_CHECK(p.value().all_finite(), value, func, "expected finite parameters, got NaN or Inf in ", p.name());
-}
-
-/// Checks X (batch x s_0, finite, batch >= 1) and the labels (one per row, in [0, classes)).
-template <class Real>
-void check_batch(const DenseNet<Real>& net, const Tensor<Real>& X, const std::vector<int>& y, const char* func) {
-  WEFT_CHECK(X.defined() && X.rank() == 2 && X.dim(1) == net.size(0) && X.dim(0) >= 1, shape, func,
-             "expected inputs X of shape (batch >= 1, ", net.size(0), "), got ", X.shape());
-  WEFT_CHECK(index_t(y.size()) == X.dim(0), shape, func, "expected one label per row of X (", X.dim(0), "), got ",
-             y.size());
-  for (int v : y)
-    WEFT_CHECK(v >= 0 && index_t(v) < net.classes(), value, func, "expected labels in [0, ", net.classes(),
-               "), got ", v);
-  WEFT_CHECK(X.all_finite(), value, func, "expected finite inputs X, got NaN or Inf");
 }
 
 /// Checks a state or error field: K layers of shape (batch x s_l), finite when `finite`.

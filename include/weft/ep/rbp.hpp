@@ -88,7 +88,7 @@ struct ExactErrors {
 
 /// delta and e by a dense LU solve of J_u per sample (small networks; samples in parallel).
 template <class Real>
-ExactErrors<Real> exact_errors(const DenseNet<Real>& net, const Tensor<Real>& X, const std::vector<int>& y,
+ExactErrors<Real> exact_errors(const DenseNet<Real>& net, const Tensor<Real>& X, const TargetsArg<Real>& y,
                                const State<Real>& u0) {
   const char* fn = "ep::exact_errors";
   detail::check_net(net, fn);
@@ -125,7 +125,7 @@ ExactErrors<Real> exact_errors(const DenseNet<Real>& net, const Tensor<Real>& X,
 
 /// The RBP error vector delta at the free state u0 (see the file comment).
 template <class Real>
-RbpResult<Real> rbp_error(const DenseNet<Real>& net, const Tensor<Real>& X, const std::vector<int>& y,
+RbpResult<Real> rbp_error(const DenseNet<Real>& net, const Tensor<Real>& X, const TargetsArg<Real>& y,
                           const State<Real>& u0, const RbpOptions& o = {}) {
   const char* fn = "ep::rbp_error";
   detail::check_net(net, fn);

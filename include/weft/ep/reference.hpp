@@ -53,9 +53,10 @@ struct SampleReport {
   bool diverged = false;
 };
 
-/// Relaxes one sample (input x, label y) at beta from u (per layer, complex), in place.
+/// Relaxes one sample (input x, target row of length C; nullptr when beta = 0) at beta from
+/// u (per layer, complex), in place.
 template <class Real>
-SampleReport relax_sample(const DenseNet<Real>& net, const ComplexNet<Real>& cn, const Real* x, int y,
+SampleReport relax_sample(const DenseNet<Real>& net, const ComplexNet<Real>& cn, const Real* x, const Real* target,
                           std::complex<Real> beta, std::vector<CVector<Real>>& u, const RelaxOptions& o) {
   using C = std::complex<Real>;
   const index_t K = net.layers();
@@ -76,11 +77,11 @@ SampleReport relax_sample(const DenseNet<Real>& net, const ComplexNet<Real>& cn,
         const C m = z(jm);
         for (index_t j = 0; j < z.size(); ++j) z(j) = std::exp(z(j) - m);
         z /= z.sum();
-        z(y) -= C(1);
+        for (index_t j = 0; j < z.size(); ++j) z(j) -= C(target[j]);
         G = cn.V.transpose() * z;
       } else {
         G = r[std::size_t(K)];
-        G(y) -= C(1);
+        for (index_t j = 0; j < G.size(); ++j) G(j) -= C(target[j]);
       }
       G *= beta;
     }
@@ -114,10 +115,19 @@ SampleReport relax_sample(const DenseNet<Real>& net, const ComplexNet<Real>& cn,
   }
 }
 
+/// The same with a class label y (a one-hot target row).
+template <class Real>
+SampleReport relax_sample(const DenseNet<Real>& net, const ComplexNet<Real>& cn, const Real* x, int y,
+                          std::complex<Real> beta, std::vector<CVector<Real>>& u, const RelaxOptions& o) {
+  std::vector<Real> t(std::size_t(net.classes()), Real(0));
+  t[std::size_t(y)] = Real(1);
+  return relax_sample(net, cn, x, t.data(), beta, u, o);
+}
+
 /// hep_error computed sample by sample and phase by phase with relax_sample (N >= 1; the same
 /// phases and weights as ep::hep_error, including conjugate symmetry).
 template <class Real>
-State<Real> hep_error(const DenseNet<Real>& net, const Tensor<Real>& X, const std::vector<int>& y,
+State<Real> hep_error(const DenseNet<Real>& net, const Tensor<Real>& X, const TargetsArg<Real>& y,
                       const State<Real>& u0, const HepOptions& o) {
   const char* fn = "ep::reference::hep_error";
   detail::check_net(net, fn);
@@ -137,13 +147,16 @@ State<Real> hep_error(const DenseNet<Real>& net, const Tensor<Real>& X, const st
   }
   State<Real> e = zero_state<Real>(net, batch);
   const double norm = o.N == 1 ? 1.0 : double(o.N);
+  const index_t C = net.classes();
+  std::vector<Real> t(static_cast<std::size_t>(C));
   for (index_t b = 0; b < batch; ++b) {
+    for (index_t j = 0; j < C; ++j) t[std::size_t(j)] = Real(y.at(b, j));
     for (std::size_t k = 0; k < betas.size(); ++k) {
       std::vector<CVector<Real>> u(std::size_t(K + 1));
       for (index_t l = 1; l <= K; ++l)
         u[std::size_t(l)] = ConstVectorMap<Real>(u0.layers[std::size_t(l - 1)].data() + b * net.size(l), net.size(l))
                                 .template cast<std::complex<Real>>();
-      relax_sample(net, cn, X.data() + b * net.size(0), y[std::size_t(b)], betas[k], u, o.relax);
+      relax_sample(net, cn, X.data() + b * net.size(0), t.data(), betas[k], u, o.relax);
       for (index_t l = 1; l <= K; ++l)
         for (index_t i = 0; i < net.size(l); ++i) {
           const std::complex<Real> p = phi(net.activation, u[std::size_t(l)](i)) / betas[k];

@@ -2,7 +2,8 @@
 // a real or complex beta.
 //
 //   free_phase(net, X, u0, opts)         u0 <- u*(0) from u = 0 (a fixed count T1 in the paper)
-//   relax(net, X, y, beta, u, opts)      u <- u*(beta) from the given u; S = Real (real beta) or
+//   relax(net, X, y, beta, u, opts)      u <- u*(beta) from the given u (y: labels or real targets,
+//                                        targets.hpp); S = Real (real beta) or
 //                                        std::complex<Real> (complex beta, complex states)
 // Both return a RelaxReport: per-column iterations and residual ||F||_inf of the returned
 // state, and the columns whose state became NaN or Inf (divergence is reported, never hidden:
@@ -149,9 +150,10 @@ RelaxReport free_phase(const DenseNet<Real>& net, const Tensor<Real>& X, State<R
 }
 
 /// Nudged relaxation u <- u*(beta) from the given u (real S with a real beta, or complex S).
-/// y is needed when beta != 0. The paper starts nudged phases from the free fixed point u0.
+/// The targets y (labels or real values, targets.hpp) are needed when beta != 0; pass an empty
+/// std::vector<int>{} otherwise. The paper starts nudged phases from the free fixed point u0.
 template <class S, class Real>
-RelaxReport relax(const DenseNet<Real>& net, const Tensor<Real>& X, const std::vector<int>& y, S beta, State<S>& u,
+RelaxReport relax(const DenseNet<Real>& net, const Tensor<Real>& X, const TargetsArg<Real>& y, S beta, State<S>& u,
                   const RelaxOptions& o = {}) {
   static_assert(std::is_same_v<S, Real> || std::is_same_v<S, std::complex<Real>>,
                 "ep::relax needs states of the network's Real type or std::complex<Real>");
@@ -168,7 +170,7 @@ RelaxReport relax(const DenseNet<Real>& net, const Tensor<Real>& X, const std::v
   }
   const index_t batch = X.dim(0);
   detail::check_state(net, u, batch, fn, "start state u");
-  detail::NetView<Real> view(net, X, y.empty() ? nullptr : y.data());
+  detail::NetView<Real> view(net, X, y);
   constexpr bool cplx = is_complex_v<S>;
   detail::BlockSet<Real> set(view, batch, {std::complex<Real>(beta)}, o.block_rows, cplx);
   for (index_t bi = 0; bi < batch; ++bi) {

@@ -11,8 +11,12 @@
 //                                              rate decayed to 0 over all steps by a cosine
 // Estimators: hep (HepOptions: N = 0 complex step "true e", 1 one-sided, >= 2 Cauchy), rbp
 // (exact delta: RBP through implicit differentiation), online (continuous-time, no free phase).
+// y is labels or real targets (targets.hpp); with real targets accuracies are NaN.
+// Homeostasis: lambda times the M-draw estimate of the gradient, or (homeo_expected) its exact
+// expectation 2 (B_l - W_l^T) / n, 2 (W_l - B_l^T) / n.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -37,11 +41,12 @@ struct TrainOptions {
   OnlineOptions online;      ///< the online estimator
   double homeo_lambda = 0;   ///< lambda of Jacobian homeostasis (0 = off)
   index_t homeo_draws = 5;   ///< M draws per sample
+  bool homeo_expected = false;  ///< true: the exact expectation of the gradient instead of draws
 };
 
 struct StepStats {
   double loss = 0, accuracy = 0;  ///< readout at the free state, before the update
-  double homeo_loss = 0;          ///< estimate of L_homeo (when lambda > 0)
+  double homeo_loss = 0;          ///< estimate of L_homeo (when lambda > 0; exact with homeo_expected)
   RelaxReport free, nudged;       ///< the free phase and the estimator's relaxations
 };
 
@@ -54,7 +59,7 @@ inline void check_free(const RelaxReport& r, const char* fn) {
 
 /// One training step on the batch (X, y). Gradients are zeroed, then accumulated, then opt steps.
 template <class Real>
-StepStats train_step(DenseNet<Real>& net, nn::Optimizer<Real>& opt, const Tensor<Real>& X, const std::vector<int>& y,
+StepStats train_step(DenseNet<Real>& net, nn::Optimizer<Real>& opt, const Tensor<Real>& X, const TargetsArg<Real>& y,
                      const TrainOptions& o, Rng& rng) {
   const char* fn = "ep::train_step";
   detail::check_net(net, fn);
@@ -87,19 +92,22 @@ StepStats train_step(DenseNet<Real>& net, nn::Optimizer<Real>& opt, const Tensor
   }
   st.loss = ro.loss;
   st.accuracy = ro.accuracy;
-  if (o.homeo_lambda > 0) st.homeo_loss = add_homeostasis_gradient(net, X.dim(0) * o.homeo_draws, o.homeo_lambda, rng);
+  if (o.homeo_lambda > 0)
+    st.homeo_loss = o.homeo_expected ? add_expected_homeostasis_gradient(net, o.homeo_lambda)
+                                     : add_homeostasis_gradient(net, X.dim(0) * o.homeo_draws, o.homeo_lambda, rng);
   opt.step();
   return st;
 }
 
 struct EvalStats {
   double loss = 0, accuracy = 0;  ///< over the samples whose free phase stayed finite / over all
+                                  ///< (accuracy NaN with real targets)
   RelaxReport report;
 };
 
 /// Free phase from 0 with `relax`, then the readout. Diverged samples count as errors.
 template <class Real>
-EvalStats evaluate(const DenseNet<Real>& net, const Tensor<Real>& X, const std::vector<int>& y,
+EvalStats evaluate(const DenseNet<Real>& net, const Tensor<Real>& X, const TargetsArg<Real>& y,
                    const RelaxOptions& relax = {}) {
   const char* fn = "ep::evaluate";
   detail::check_net(net, fn);
@@ -113,10 +121,10 @@ EvalStats evaluate(const DenseNet<Real>& net, const Tensor<Real>& X, const std::
       for (auto& t : u0.layers) t[b].set_zero();
   const ReadoutResult<Real> ro = readout(net, u0, y);
   double correct = 0;
-  for (index_t b = 0; b < batch; ++b)
-    if (!ev.report.column_diverged[std::size_t(b)] && ro.predictions[std::size_t(b)] == y[std::size_t(b)]) ++correct;
+  for (index_t b = 0; b < batch && y.has_labels(); ++b)
+    if (!ev.report.column_diverged[std::size_t(b)] && ro.predictions[std::size_t(b)] == y.label(b)) ++correct;
   ev.loss = ro.loss;
-  ev.accuracy = correct / double(batch);
+  ev.accuracy = y.has_labels() ? correct / double(batch) : std::nan("");
   return ev;
 }
 
@@ -158,7 +166,7 @@ std::unique_ptr<nn::Optimizer<Real>> make_optimizer(DenseNet<Real>& net, const F
 
 /// Trains on (X, y) for o.epochs; calls on_epoch after each epoch (e.g. to evaluate).
 template <class Real>
-void fit(DenseNet<Real>& net, const Tensor<Real>& X, const std::vector<int>& y, const FitOptions& o,
+void fit(DenseNet<Real>& net, const Tensor<Real>& X, const TargetsArg<Real>& y, const FitOptions& o,
          const std::function<void(const EpochInfo&)>& on_epoch = {}) {
   const char* fn = "ep::fit";
   detail::check_net(net, fn);
@@ -169,8 +177,10 @@ void fit(DenseNet<Real>& net, const Tensor<Real>& X, const std::vector<int>& y, 
   std::unique_ptr<nn::Optimizer<Real>> opt = make_optimizer(net, o);
   const nn::Schedule sched = o.cosine ? nn::cosine_schedule(o.epochs * per_epoch) : nn::constant_schedule();
   Rng order(o.seed), draws = Rng(o.seed).stream(1);
-  Tensor<Real> xb(Shape{o.batch, d});
-  std::vector<int> yb(std::size_t(o.batch));
+  Tensor<Real> xb(Shape{o.batch, d}), tb;
+  std::vector<int> yb(y.has_labels() ? std::size_t(o.batch) : 0);
+  if (!y.has_labels()) tb = Tensor<Real>(Shape{o.batch, y.values()->dim(1)});
+  const Targets<Real> target_batch = y.has_labels() ? Targets<Real>(yb) : Targets<Real>(tb);
   index_t step = 0;
   for (index_t ep = 1; ep <= o.epochs; ++ep) {
     const std::vector<index_t> perm = order.permutation(n);
@@ -180,10 +190,11 @@ void fit(DenseNet<Real>& net, const Tensor<Real>& X, const std::vector<int>& y, 
       for (index_t i = 0; i < o.batch; ++i) {
         const index_t r = perm[std::size_t(bi * o.batch + i)];
         xb.matrix().row(i) = X.matrix().row(r);
-        yb[std::size_t(i)] = y[std::size_t(r)];
+        if (y.has_labels()) yb[std::size_t(i)] = y.label(r);
+        else tb.matrix().row(i) = y.values()->matrix().row(r);
       }
       opt->set_lr_factor(sched(step));
-      const StepStats s = train_step(net, *opt, xb, yb, o.train, draws);
+      const StepStats s = train_step(net, *opt, xb, target_batch, o.train, draws);
       ++step;
       info.loss += s.loss / double(per_epoch);
       info.accuracy += s.accuracy / double(per_epoch);
