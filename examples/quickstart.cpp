@@ -1,10 +1,20 @@
-// examples/quickstart.cpp - the README's example: an MLP on the digits with the Trainer.
+// examples/quickstart.cpp - the README's example: an MLP on the digits with the Trainer. It takes
+// no options; the first lines of main only answer --help and refuse anything else, as every
+// example does (the other examples parse their flags with CLI11; this one stays free of it, so
+// it builds exactly as a newcomer's own program against an installed weft: tests/cmake/readme).
 #include <cstdio>
+#include <cstring>
 
 #include <weft/core.hpp>
 #include <weft/nn.hpp>
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc > 1) {
+    const bool help = !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h");
+    std::fprintf(help ? stdout : stderr, "%s%s\nUsage: %s  (trains an MLP on the digits; no options)\n",
+                 help ? "" : "unknown argument: ", help ? "" : argv[1], argv[0]);
+    return help ? 0 : 2;
+  }
   using namespace weft;
   auto [train, test] = split_mod(load_digits<float>(), 5, 0);  // test iff row % 5 == 0
   train.x.array() /= 16.0f;

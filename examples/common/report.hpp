@@ -110,8 +110,9 @@ class Args {
   std::string out;
 
   explicit Args(const std::string& description, ArgDefaults d = {})
-      : seeds(d.seeds), first_seed(std::max(d.first_seed, 0)), quick_seeds_(d.quick_seeds), app_(description) {
-    if (d.seeds > 0)
+      : seeds(d.seeds), first_seed(std::max(d.first_seed, 0)), seeds_flag_(d.seeds > 0), quick_seeds_(d.quick_seeds),
+        app_(description) {
+    if (seeds_flag_)
       app_.add_option("--seeds", seeds, "number of seeds (>= 1)")->capture_default_str();
     if (d.first_seed >= 0)
       app_.add_option("--first-seed", first_seed, "first seed (>= 0)")->capture_default_str();
@@ -137,7 +138,7 @@ class Args {
   void parse(int argc, char** argv) {
     try {
       app_.parse(argc, argv);
-      if (app_.count("--seeds") && seeds < 1) throw CLI::ValidationError("--seeds", "expected >= 1, got " + std::to_string(seeds));
+      if (seeds_flag_ && app_.count("--seeds") && seeds < 1) throw CLI::ValidationError("--seeds", "expected >= 1, got " + std::to_string(seeds));
       if (first_seed < 0) throw CLI::ValidationError("--first-seed", "expected >= 0, got " + std::to_string(first_seed));
       if (app_.count("--threads") && threads < 1)
         throw CLI::ValidationError("--threads", "expected >= 1, got " + std::to_string(threads));
@@ -150,6 +151,7 @@ class Args {
   }
 
  private:
+  bool seeds_flag_;
   int quick_seeds_;
   CLI::App app_;
 };
