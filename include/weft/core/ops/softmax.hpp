@@ -6,8 +6,9 @@
 //
 // Range (real types). A row whose maximum is +inf gets the limit of softmax as that entry
 // grows: the +inf entries share the mass equally, the rest get 0 (log_softmax: log(1/c) and
-// -inf); a row of only -inf entries or with a NaN stays NaN. Layer norm accepts any finite row:
-// when the sum or the sum of squares overflows (float rows beyond about 1e19, double beyond
+// -inf); a row of only -inf entries or with a NaN stays NaN. Layer norm accepts finite rows
+// whose deviations x - mean are finite (max |x| <= max / 2 is enough): when the sum or the sum
+// of squares overflows (float rows beyond about 1e19, double beyond
 // 1e154), a cold second pass recomputes mean and 1/std with the row scaled by its largest
 // |x - mean|. Both checks are one branch per row; ordinary rows keep their bits.
 #pragma once
@@ -157,6 +158,7 @@ WEFT_COLD void layer_norm_stats_scaled(const T* xr, index_t n, real_t<T> eps, T&
   mean *= a;
   R d(0);
   for (index_t j = 0; j < n; ++j) d = std::max(d, R(std::abs(xr[j] - mean)));
+  if (!std::isfinite(d)) return;  // x - mean itself overflows: outside the documented range
   if (!(d > R(0))) {
     rs = T(R(1) / std::sqrt(eps));
     return;
