@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -475,6 +476,83 @@ TEST_CASE("nn/trainer: a trainer can fit again after a step threw") {
   nn::TrainSummary s = trainer.fit(4, ll.loss_fn());
   CHECK(s.steps == 2);
   CHECK(ll.w.value()(0) == doctest::Approx(-0.02));  // two clean steps of lr 0.01, gradient 1
+}
+
+}  // namespace weft_unit_nn_trainer_test
+
+namespace weft_unit_nn_trainer_test {
+
+TEST_CASE("nn/trainer: a NaN or Inf loss stops fit with a ValueError naming the step, weights untouched") {
+  LinearLoss ll;
+  nn::SGDOptions so;
+  so.lr = 0.5;
+  nn::SGD<double> opt({ll.w}, so);
+  nn::TrainerOptions o;
+  o.epochs = 1;
+  o.batch_size = 1;
+  o.shuffle = false;
+  nn::Trainer<double> trainer(opt, o);
+  // batches 0 and 1 are fine; batch 2 (row 2) has a NaN loss
+  auto fn = [&](Tape<double>& tape, const std::vector<index_t>& rows) {
+    const double k = rows[0] == 2 ? std::nan("") : 1.0;
+    return sum(tape.param(ll.w)) * k;
+  };
+  std::string msg;
+  try {
+    trainer.fit(4, fn);
+  } catch (const ValueError& e) {
+    msg = e.what();
+  }
+  CHECK(msg.find("nn::Trainer::fit") != std::string::npos);
+  CHECK(msg.find("finite loss") != std::string::npos);
+  CHECK(msg.find("step 2") != std::string::npos);
+  CHECK(msg.find("nan") != std::string::npos);
+  CHECK(opt.steps() == 2);
+  CHECK(ll.w.value()(0) == -1.0);  // two steps of 0.5, the third never taken
+  CHECK(ll.w.grad().all_finite());
+  // an Inf gradient with a finite loss: sqrt at 0 has an infinite derivative
+  LinearLoss g2;
+  nn::SGD<double> opt2({g2.w}, so);
+  nn::Trainer<double> t2(opt2, o);
+  auto fn2 = [&](Tape<double>& tape, const std::vector<index_t>&) { return sum(sqrt(tape.param(g2.w))); };
+  CHECK_THROWS_WITH_AS(t2.fit(2, fn2), doctest::Contains("finite gradients"), ValueError);
+  CHECK(g2.w.value()(0) == 0.0);
+}
+
+TEST_CASE("nn/trainer: skip_nonfinite skips such batches and counts them") {
+  LinearLoss ll;
+  nn::SGDOptions so;
+  so.lr = 0.5;
+  nn::SGD<double> opt({ll.w}, so);
+  nn::TrainerOptions o;
+  o.epochs = 2;
+  o.batch_size = 1;
+  o.shuffle = false;
+  o.skip_nonfinite = true;
+  nn::Trainer<double> trainer(opt, o);
+  std::vector<double> losses;
+  trainer.on_epoch([&](nn::EpochInfo& e) { losses.push_back(e.mean_loss); });
+  auto fn = [&](Tape<double>& tape, const std::vector<index_t>& rows) {
+    const double k = rows[0] == 1 ? std::numeric_limits<double>::infinity() : 1.0;
+    return sum(tape.param(ll.w)) * k;
+  };
+  const nn::TrainSummary s = trainer.fit(3, fn);
+  CHECK(s.skipped_steps == 2);
+  CHECK(s.steps == 4);
+  CHECK(ll.w.value().all_finite());
+  CHECK(ll.w.value()(0) == -2.0);
+  for (double l : losses) CHECK(std::isfinite(l));
+}
+
+TEST_CASE("nn/trainer: accuracy rejects labels outside the model's classes") {
+  Problem pb;
+  auto forward = [&](Tape<double>&, const Var<double>& x) { return pb.model(x); };
+  std::vector<int> y = pb.data.y;
+  y[5] = 2;  // the model has 2 outputs
+  CHECK_THROWS_WITH_AS(nn::accuracy<double>(forward, pb.data.x, y), doctest::Contains("expected labels in [0, 2)"),
+                       ValueError);
+  y[5] = -1;
+  CHECK_THROWS_WITH_AS(nn::accuracy<double>(forward, pb.data.x, y), doctest::Contains("got -1 at row 5"), ValueError);
 }
 
 }  // namespace weft_unit_nn_trainer_test

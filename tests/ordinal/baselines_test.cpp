@@ -128,6 +128,15 @@ TEST_CASE("ordinal/model: Brier score and binned calibration MSE on hand-compute
   CHECK(ordinal::brier_score(probs, {0, 2}, {3.0, 1.0}) == doctest::Approx((3 * 0.5 + 0.38) / 4));
   CHECK_THROWS_AS(ordinal::brier_score(probs, {0, 3}), ValueError);
   CHECK_THROWS_AS(ordinal::brier_score(probs, {0}), ShapeError);
+  Tensor<double> bad = probs;  // NaN probabilities and bad weights: a ValueError, not NaN
+  bad(1, 1) = std::nan("");
+  CHECK_THROWS_WITH_AS(ordinal::brier_score(bad, {0, 2}),
+                       doctest::Contains("ordinal::brier_score: expected finite probabilities, got NaN or Inf"),
+                       ValueError);
+  CHECK_THROWS_WITH_AS(ordinal::brier_score(probs, {0, 2}, {1.0, std::nan("")}),
+                       doctest::Contains("expected finite weights >= 0, got nan in row 1"), ValueError);
+  CHECK_THROWS_AS(ordinal::brier_score(probs, {0, 2}, {1.0, -1.0}), ValueError);
+  CHECK_THROWS_AS(ordinal::brier_score(probs, {0, 2}, {0.0, 0.0}), ValueError);
   // 20 rows -> 10 bins of 2 in sorted order; bin frequency 1/2 where one of the two is rare
   Tensor<double> pred(Shape{20});
   std::vector<int> rare(20, 0);

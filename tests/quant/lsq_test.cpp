@@ -248,3 +248,29 @@ TEST_CASE("quant/activation: bad shapes and options are rejected") {
 }
 
 }  // namespace weft_unit_quant_lsq_test
+
+namespace weft_unit_quant_lsq_range_test {
+
+using namespace weft;
+
+TEST_CASE("quant/lsq: float weights near the maximum initialise a finite scale and quantise to finite values") {
+  Tensor<float> w = Tensor<float>::from_values({3e38f, -3e38f, 1e38f, 1.0f}, Shape{2, 2});
+  quant::LsqQuantizer<2, float> q(quant::LsqOptions{}, w);  // 2 mean |W| = 6e38 overflows float
+  CHECK(std::isfinite(q.scale.value().flat(0)));
+  CHECK(double(q.scale.value().flat(0)) <= ops::lsq_max_scale<float>(ops::lsq_range(2, true)));
+  CHECK(double(q.scale.value().flat(1)) == doctest::Approx(1e38).epsilon(1e-6));  // 2 mean |w|, unclamped
+  Tape<float> t;
+  const Tensor<float> out = q.apply(t.constant(w)).value();
+  CHECK(out.all_finite());
+  CHECK(out(0, 0) > 1e38f);
+  CHECK(out(0, 1) < -1e38f);
+  quant::ActivationQuantizerOptions ao;
+  ao.scale = quant::ActScale::per_tensor;
+  quant::ActivationQuantizer<float> aq(ao, 2);
+  aq.init_from(w);
+  CHECK(aq.scale.value().all_finite());
+  Tape<float> t2;
+  CHECK(aq.apply(t2.constant(w)).value().all_finite());
+}
+
+}  // namespace weft_unit_quant_lsq_range_test

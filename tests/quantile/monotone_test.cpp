@@ -161,3 +161,19 @@ TEST_CASE("quantile/monotone: bad input") {
 }
 
 }  // namespace weft_unit_quantile_monotone_test
+
+namespace weft_unit_quantile_monotone_nan_test {
+namespace q = weft::quantile;
+
+TEST_CASE("quantile/monotone: margins reject NaN and Inf instead of dropping them") {
+  const double nan = std::nan("");
+  CHECK_THROWS_WITH_AS(q::margin_adapt<double>({-1.0, nan, 0.5}, 0.5),
+                       doctest::Contains("quantile::margin_adapt: expected finite residual quantiles, got nan at 1"),
+                       weft::ValueError);
+  CHECK_THROWS_AS(q::margin_adapt<double>({-1.0, 0.5}, nan), weft::ValueError);
+  CHECK_THROWS_AS(q::margin_adapt<double>({-1.0, HUGE_VAL}, 1.0), weft::ValueError);
+  CHECK_THROWS_AS(q::margin_vec<double>({0.1, 0.9}, nan), weft::ValueError);
+  CHECK_THROWS_AS(q::margin_single<double>(3, HUGE_VAL), weft::ValueError);
+}
+
+}  // namespace weft_unit_quantile_monotone_nan_test

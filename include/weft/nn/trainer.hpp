@@ -13,6 +13,10 @@
 // by global norm, schedule factor, optimiser step (which runs the optimiser's hooks), step
 // callbacks, tape reset. The tape's arena is reused, so steps after the first do not allocate
 // for the graph. Shuffling uses weft::Rng with the given seed, so runs are reproducible.
+// A NaN or Inf loss, or a non-finite gradient, stops fit() with a ValueError naming the step,
+// before the optimiser touches the weights (gradients are zeroed, the tape is reset); with
+// TrainerOptions::skip_nonfinite such a batch is skipped instead and counted in
+// TrainSummary::skipped_steps. The gradient check reads every gradient once per step.
 #pragma once
 
 #include <algorithm>
@@ -78,6 +82,7 @@ std::vector<int> argmax_rows(const Tensor<T>& logits) {
 }
 
 /// Fraction of rows of x classified correctly by forward (called in batches without gradients).
+/// Labels must lie in [0, C), C the number of columns forward returns (else ValueError).
 template <class T, class F>
 double accuracy(F&& forward, const Tensor<T>& x, const std::vector<int>& y, index_t batch = 256) {
   WEFT_CHECK(x.rank() >= 1 && x.dim(0) == index_t(y.size()) && !y.empty(), shape, "nn::accuracy",
@@ -92,7 +97,13 @@ double accuracy(F&& forward, const Tensor<T>& x, const std::vector<int>& y, inde
     for (index_t i = s; i < std::min(x.dim(0), s + batch); ++i) rows.push_back(i);
     Var<T> logits = forward(tape, batch_rows(tape, x, rows));
     std::vector<int> pred = argmax_rows(logits.value());
-    for (std::size_t i = 0; i < rows.size(); ++i) correct += pred[i] == y[std::size_t(rows[i])];
+    const index_t C = logits.value().dim(1);
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const int label = y[std::size_t(rows[i])];
+      WEFT_CHECK(label >= 0 && label < C, value, "nn::accuracy", "expected labels in [0, ", C,
+                 ") (the model's number of classes), got ", label, " at row ", rows[i]);
+      correct += pred[i] == label;
+    }
     tape.reset();
   }
   return double(correct) / double(y.size());
@@ -105,6 +116,7 @@ struct TrainerOptions {
   bool shuffle = true;
   bool drop_last = false;   ///< skip a final partial batch
   double clip_norm = 0.0;   ///< clip gradients to this global norm (0: off)
+  bool skip_nonfinite = false;  ///< skip a batch whose loss or gradient is NaN/Inf (default: throw)
   /// Progress on `progress_stream`: on a terminal one live line (epoch, step, loss, samples/s),
   /// rewritten with '\r' at most every `progress_interval` seconds; otherwise (a file, a pipe,
   /// a CI log) one plain line per epoch. Off by default (tests stay quiet).
@@ -131,6 +143,7 @@ struct EpochInfo {
 struct TrainSummary {
   int epochs = 0;
   std::int64_t steps = 0;
+  std::int64_t skipped_steps = 0;  ///< batches skipped for a non-finite loss or gradient
   double last_epoch_loss = 0;
   double seconds = 0;
 };
@@ -172,6 +185,14 @@ class ProgressLine {
   double interval_, last_ = -1e300;
 };
 
+/// The first parameter whose gradient holds a NaN or Inf, or -1.
+template <class T>
+std::ptrdiff_t first_nonfinite_grad(const std::vector<Parameter<T>>& params) {
+  for (std::size_t i = 0; i < params.size(); ++i)
+    if (!params[i].grad().all_finite()) return std::ptrdiff_t(i);
+  return -1;
+}
+
 }  // namespace detail
 
 template <class T>
@@ -199,6 +220,27 @@ class Trainer {
     return *this;
   }
   Tape<T>& tape() noexcept { return tape_; }
+
+ private:
+  /// After backward: true when the loss and every gradient are finite. Otherwise the gradients
+  /// are zeroed and the tape reset, then (without skip_nonfinite) a ValueError names the step.
+  bool finite_step(double lv, const std::vector<Parameter<T>>& params, int epoch, index_t first_row) {
+    const std::ptrdiff_t bad = std::isfinite(lv) ? detail::first_nonfinite_grad(params) : -1;
+    if (std::isfinite(lv) && bad < 0) return true;
+    opt_.zero_grad();
+    tape_.reset();
+    if (o_.skip_nonfinite) return false;
+    const std::int64_t step = opt_.steps();
+    if (!std::isfinite(lv))
+      ::weft::detail::fail(ErrorKind::value, "nn::Trainer::fit", "expected a finite loss, got ", lv, " at step ", step,
+                   " (epoch ", epoch, ", batch from position ", first_row,
+                   "); the weights are those before this step; TrainerOptions::skip_nonfinite skips such batches");
+    ::weft::detail::fail(ErrorKind::value, "nn::Trainer::fit", "expected finite gradients, got NaN or Inf in parameter ", bad,
+                 " ('", params[std::size_t(bad)].name(), "') at step ", step, " (epoch ", epoch, ", batch from position ",
+                 first_row, "); the weights are those before this step; TrainerOptions::skip_nonfinite skips such batches");
+  }
+
+ public:
 
   /// Trains on n samples; loss_fn(tape, rows) records the mean loss of the given rows.
   template <class LossFn>
@@ -231,7 +273,11 @@ class Trainer {
         WEFT_CHECK(loss.numel() == 1, shape, "nn::Trainer::fit", "expected the loss function to return a scalar, got ",
                    loss.shape());
         const double lv = double(real_part(loss.value().flat(0)));
-        tape_.backward(loss);
+        if (std::isfinite(lv)) tape_.backward(loss);
+        if (!finite_step(lv, params, epoch, s)) {
+          ++sum.skipped_steps;
+          continue;
+        }
         if (o_.clip_norm > 0) clip_grad_norm(params, o_.clip_norm);
         if (schedule_) opt_.set_lr_factor(schedule_(opt_.steps()));
         opt_.step();

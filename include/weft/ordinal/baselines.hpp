@@ -13,7 +13,11 @@
 // Both return a CumulativeLogit on the original feature scale; fit_proportional_odds also
 // returns the Wald inference of summary(polr) (inference.hpp). The logistic fits are not
 // constrained to be ordered, so predict_proba may clamp rows (rare_probability never needs to).
-// Unpenalised fits on separated data have no finite MLE: they stop at max_iter, not converged.
+// Unpenalised fits on (quasi-)separated data have no finite MLE: the gradient decays like
+// e^-|eta| and falls under tol with coefficients set by tol. After convergence both fits probe
+// for this (two more full Newton steps that each move a standardised coordinate by >= 0.5
+// without raising the NLL: unbounded growth) and report separated = true, converged = false,
+// and no Wald inference (R's glm and polr warn in the same situation).
 #pragma once
 
 #include "weft/core/detail/eigen.hpp"  // first: it guards <immintrin.h> (GCC 12 AVX-512 warnings)
@@ -50,6 +54,7 @@ struct BaselineFit {
   double deviance = 0;  ///< proportional odds: -2 sum_i w_i log pi_{y_i}; logistic: sum of binary deviances
   int iterations = 0;   ///< total over boundaries
   bool converged = false;
+  bool separated = false;  ///< no finite MLE (separated data, see the file comment); converged is then false
   Inference<T> inference;  ///< fit_proportional_odds: covariance, SEs, z, p (inference.hpp); else not_computed
 };
 
@@ -152,6 +157,37 @@ inline double logit_evaluate(const Mat<double>& X1, const Vec<double>& w, const 
   return s;
 }
 
+/// The separation probe of fit_proportional_odds from a converged phi (ws is left elsewhere).
+template <class T>
+bool po_keeps_growing(const Problem<T>& P, const Vec<double>& phi, const Mat<double>& X, Workspace<T>& ws) {
+  Vec<double> t = phi, g;
+  Mat<double> H;
+  bool growing = true;
+  for (int round = 0; round < 2 && growing; ++round) {
+    const double f = po_evaluate(P, t, ws);
+    po_derivatives(P, ws, X, g, H);
+    const Vec<double> step = -H.ldlt().solve(g);
+    t += step;
+    growing = step.cwiseAbs().maxCoeff() >= 0.5 && po_evaluate(P, t, ws) <= f;
+  }
+  return growing;
+}
+
+/// The same probe for one binary logistic fit (lambda = 0) at th.
+inline bool logit_keeps_growing(const Mat<double>& X1, const Vec<double>& w, const Vec<double>& z,
+                                const Vec<double>& th) {
+  Vec<double> t = th, g;
+  Mat<double> H;
+  bool growing = true;
+  for (int round = 0; round < 2 && growing; ++round) {
+    const double f = logit_evaluate(X1, w, z, t, &g, &H);
+    const Vec<double> step = -H.ldlt().solve(g);
+    t += step;
+    growing = step.cwiseAbs().maxCoeff() >= 0.5 && logit_evaluate(X1, w, z, t, nullptr, nullptr) <= f;
+  }
+  return growing;
+}
+
 }  // namespace detail
 
 /// The proportional-odds maximum-likelihood fit (MASS::polr's model, weft's signs).
@@ -196,6 +232,12 @@ BaselineFit<T> fit_proportional_odds(const Tensor<T>& x, const std::vector<int>&
       out.converged = g.cwiseAbs().maxCoeff() <= tol;
       break;
     }
+  }
+  if (out.converged && P.p > 0 && detail::po_keeps_growing(P, phi, X, ws)) {
+    out.separated = true;
+    out.converged = false;
+    detail::po_evaluate(P, phi, ws);  // H back at phi for the inference below
+    detail::po_derivatives(P, ws, X, g, H);
   }
   out.model.intercepts = Tensor<T>(Shape{km1});
   out.model.coef = Tensor<T>(Shape{P.p, km1});
@@ -289,6 +331,10 @@ BaselineFit<T> fit_logistic(const Tensor<T>& x, const std::vector<int>& y, const
         break;
       }
       detail::logit_evaluate(X1, wd, z, th, &g, &H);
+    }
+    if (conv && o.lambda == 0 && P.p > 0 && detail::logit_keeps_growing(X1, wd, z, th)) {
+      out.separated = true;
+      conv = false;
     }
     out.converged = out.converged && conv;
     const double nll = F - pen(th);

@@ -148,19 +148,23 @@ double brier_score(const Tensor<T>& probs, const std::vector<int>& y, const std:
   WEFT_CHECK(w.empty() || w.size() == y.size(), shape, "ordinal::brier_score", "expected ", y.size(),
              " weights, got ", w.size());
   const index_t K = probs.dim(1);
+  WEFT_CHECK(probs.all_finite(), value, "ordinal::brier_score", "expected finite probabilities, got NaN or Inf");
   double s = 0, tw = 0;
   for (index_t i = 0; i < probs.dim(0); ++i) {
     const int c = y[std::size_t(i)];
     WEFT_CHECK(c >= 0 && c < K, value, "ordinal::brier_score", "expected classes in [0, ", K, "), got ", c);
+    const double wi = w.empty() ? 1.0 : w[std::size_t(i)];
+    WEFT_CHECK(std::isfinite(wi) && wi >= 0, value, "ordinal::brier_score", "expected finite weights >= 0, got ", wi,
+               " in row ", i);
     double r = 0;
     for (index_t k = 0; k < K; ++k) {
       const double d = (k == c ? 1.0 : 0.0) - double(probs(i, k));
       r += d * d;
     }
-    const double wi = w.empty() ? 1.0 : w[std::size_t(i)];
     s += wi * r;
     tw += wi;
   }
+  WEFT_CHECK(tw > 0, value, "ordinal::brier_score", "expected a positive total weight, got ", tw);
   return s / tw;
 }
 

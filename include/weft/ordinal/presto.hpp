@@ -66,6 +66,8 @@ struct PrestoFit {
   double barrier_mu = 0;     ///< > 0: the minimiser is on the ordering constraints (barrier continuation used)
   int iterations = 0;
   bool converged = false;    ///< KKT <= tol, F at its resolution, or (barrier) the last stage converged
+  bool separated = false;    ///< no finite minimiser: the data are (quasi-)separated along an unpenalised
+                             ///< slope (lambda = 0 or psi_0 free); converged is then false (solver.hpp)
   /// psi (p, K-1) on the original scale.
   Tensor<T> psi() const { return psi_from_beta(model.coef); }
 };
@@ -209,6 +211,7 @@ PrestoFit<T> to_fit(const Problem<T>& P, const Vec<T>& th, double lambda, const 
   f.barrier_mu = r.mu;
   f.iterations = r.iterations;
   f.converged = r.converged;
+  f.separated = r.separated;
   return f;
 }
 

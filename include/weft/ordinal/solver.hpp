@@ -18,6 +18,13 @@
 // (likelihood.hpp), newton switches to a log-barrier continuation and certifies the result
 // with the barrier's multipliers; fista (the baseline) then stalls at the boundary and reports
 // converged = false.
+// Separation: where some slope is unpenalised (lambda = 0, or psi_0 free) and the data are
+// (quasi-)separated, no finite minimiser exists; the gradient decays like e^-|eta| and falls
+// under tol with coefficients set by tol (about -46 at 1e-10). solve() then probes: two more
+// full (proximal) Newton steps from the result, each moving some coordinate by >= 0.5 on the
+// standardised scale without raising F, mean unbounded growth (at a finite minimiser the step
+// is about H^-1 g, far below 0.5 after convergence). Such a fit is reported separated and not
+// converged (glm and polr warn in the same situation).
 #pragma once
 
 #include "weft/core/detail/eigen.hpp"  // first: it guards <immintrin.h> (GCC 12 AVX-512 warnings)
@@ -63,6 +70,7 @@ struct SolveResult {
   double mu = 0;  ///< final barrier parameter (0: no ordering constraint was active)
   int iterations = 0;
   bool converged = false;
+  bool separated = false;  ///< Newton steps keep growing the coefficients (see the file comment)
 };
 
 template <class T>
@@ -390,9 +398,44 @@ SolveResult fista_solve(const Problem<T>& P, const Penalty& pen, Vec<T>& theta, 
   return res;
 }
 
+/// Whether some slope (not an intercept, not fixed) is free of the penalty: only then can the
+/// coefficients run off to infinity on separated data.
+template <class T>
+bool has_free_slope(const Problem<T>& P, const Penalty& pen) {
+  for (index_t j = 0; j < P.dim(); ++j)
+    if (j % (P.p + 1) != 0 && !pen.fixed[std::size_t(j)] && (pen.lambda == 0 || pen.factor[std::size_t(j)] == 0))
+      return true;
+  return false;
+}
+
+/// The separation probe (file comment) from a converged theta; ws is left at theta.
+template <class T>
+bool keeps_growing(const Problem<T>& P, const Penalty& pen, const Vec<T>& theta, Workspace<T>& ws, double tol) {
+  Vec<T> t = theta, g, trial;
+  Mat<T> H;
+  bool growing = true;
+  for (int round = 0; round < 2 && growing; ++round) {
+    const double F = evaluate(P, t.data(), ws, true, 0.0) + penalty_value(pen, t);
+    gradient(P, ws, g, 0.0);
+    hessian(P, ws, H, 0.0);
+    quadratic_solve(pen, t, g, H, trial, 0.01 * tol);
+    const double move = double((trial - t).cwiseAbs().maxCoeff());
+    const double Ft = evaluate(P, trial.data(), ws, false, 0.0) + penalty_value(pen, trial);
+    growing = move >= 0.5 && Ft <= F;
+    t = trial;
+  }
+  evaluate(P, theta.data(), ws, false, 0.0);
+  return growing;
+}
+
 template <class T>
 SolveResult solve(const Problem<T>& P, const Penalty& pen, Vec<T>& theta, Workspace<T>& ws, const SolveControl& c) {
-  return c.solver == Solver::fista ? fista_solve(P, pen, theta, ws, c) : newton_solve(P, pen, theta, ws, c);
+  SolveResult r = c.solver == Solver::fista ? fista_solve(P, pen, theta, ws, c) : newton_solve(P, pen, theta, ws, c);
+  if (r.converged && r.mu == 0 && has_free_slope(P, pen) && keeps_growing(P, pen, theta, ws, c.tol)) {
+    r.separated = true;
+    r.converged = false;
+  }
+  return r;
 }
 
 }  // namespace detail

@@ -102,7 +102,7 @@ class ActivationQuantizer : public nn::InputTransform<T> {
         s = (hi[k] - lo[k]) / (range_.hi - range_.lo);
         offset.value().flat(i) = T(lo[k] - range_.lo * std::max(s, ops::lsq_min_scale));
       }
-      scale.value().flat(i) = T(std::max(s, ops::lsq_min_scale));
+      scale.value().flat(i) = T(std::min(std::max(s, ops::lsq_min_scale), ops::lsq_max_scale<T>(range_)));
     }
     initialized_ = true;
   }

@@ -137,7 +137,7 @@ class LsqQuantizerBase : public WeightQuantizer<T> {
         const double mu = sum / double(per), sigma = std::sqrt(std::max(0.0, sq / double(per) - mu * mu));
         v = std::max(std::abs(mu - 3 * sigma), std::abs(mu + 3 * sigma)) / double(index_t(1) << (o_.bits - 1));
       }
-      s.flat(m) = T(std::max(v, ops::lsq_min_scale));
+      s.flat(m) = T(std::min(std::max(v, ops::lsq_min_scale), ops::lsq_max_scale<T>(range_)));
     }
     if (scale.defined() && scale.shape() == s.shape()) scale.value().copy_from(s);
     else scale = Parameter<T>(s, "s");

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -157,7 +158,7 @@ Var<T> isotonic_levels(const Var<T>& Q) {
 /// Margin matrix (m, m) with delta_kl = delta for k < l ("single").
 template <class T>
 Tensor<T> margin_single(index_t m, double delta) {
-  WEFT_CHECK(m >= 1 && delta >= 0, value, "quantile::margin_single", "expected m >= 1 and delta >= 0, got m = ", m,
+  WEFT_CHECK(m >= 1 && delta >= 0 && std::isfinite(delta), value, "quantile::margin_single", "expected m >= 1 and delta >= 0, got m = ", m,
              ", delta = ", delta);
   Tensor<T> d(Shape{m, m});
   for (index_t k = 0; k < m; ++k)
@@ -168,6 +169,7 @@ Tensor<T> margin_single(index_t m, double delta) {
 template <class T>
 Tensor<T> margin_vec(const std::vector<double>& levels, double s) {
   check_levels(levels, "quantile::margin_vec");
+  WEFT_CHECK(std::isfinite(s) && s >= 0, value, "quantile::margin_vec", "expected a finite scale s >= 0, got ", s);
   const index_t m = index_t(levels.size());
   Tensor<T> d(Shape{m, m});
   for (index_t k = 0; k < m; ++k)
@@ -179,6 +181,10 @@ Tensor<T> margin_vec(const std::vector<double>& levels, double s) {
 template <class T>
 Tensor<T> margin_adapt(const std::vector<double>& r, double s) {
   WEFT_CHECK(!r.empty(), shape, "quantile::margin_adapt", "expected at least one residual quantile, got none");
+  WEFT_CHECK(std::isfinite(s) && s >= 0, value, "quantile::margin_adapt", "expected a finite scale s >= 0, got ", s);
+  for (std::size_t k = 0; k < r.size(); ++k)
+    WEFT_CHECK(std::isfinite(r[k]), value, "quantile::margin_adapt", "expected finite residual quantiles, got ", r[k],
+               " at ", k);
   const index_t m = index_t(r.size());
   Tensor<T> d(Shape{m, m});
   for (index_t k = 0; k < m; ++k)

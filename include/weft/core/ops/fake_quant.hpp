@@ -18,7 +18,12 @@
 //   q = (k + 1/2) (s / n)                                 (2^b symmetric levels, no zero level)
 //   near = |t - clamp(round(t), -n + 1, n - 1)| <= BR    (within BR steps of a threshold)
 // A group with s == 0 (all zeros) gives q = 0, k = 0, near = 1; a group whose statistic is not
-// finite (a NaN or Inf entry, or an overflowing sum) gives q = NaN, k = 0, near = 0.
+// finite (a NaN or Inf entry, or mean |w| > max / 2 so that s overflows) gives q = NaN, k = 0,
+// near = 0.
+// Range: any finite group with mean |w| <= max / 2 (float 1.7e38, double 9e307). When the
+// canonical sum of |w| overflows although s does not (a few weights near the maximum), a cold
+// pass recomputes the mean as a (sum |w| / a) / N with a = max |w|; ordinary groups never take
+// it (one branch per group) and keep their bits.
 //
 // Determinism. Sums run over 16 canonical partial sums (element j of a segment goes to partial
 // j mod 16, in ascending j, segments in order), added in index order at the end. The xsimd
@@ -105,6 +110,20 @@ T statsq_abs_sum_scalar(const T* w, const FqGeometry& g, index_t m) {
   T sum(0);
   for (index_t k = 0; k < fq_partials; ++k) sum += p[k];
   return sum;
+}
+
+/// mean |w| over group m for finite w whose canonical sum overflowed (cold): with a = max |w|,
+/// a (sum_j |w_j| / a) / N, which cannot overflow. Non-finite entries give the plain result.
+template <class T>
+WEFT_COLD T statsq_mean_abs_scaled(const T* w, const FqGeometry& g, index_t m) {
+  T a(0);
+  for (index_t o = 0; o < g.outer; ++o)
+    for (index_t j = 0; j < g.inner; ++j) a = std::max(a, T(std::abs(w[g.segment(o, m) + j])));
+  if (!std::isfinite(a)) return std::numeric_limits<T>::infinity();
+  T s(0);
+  for (index_t o = 0; o < g.outer; ++o)
+    for (index_t j = 0; j < g.inner; ++j) s += std::abs(w[g.segment(o, m) + j]) / a;
+  return a * (s / T(g.group_size()));
 }
 
 /// Quantises one element (scalar body); the vector body mirrors it operation by operation.
@@ -219,7 +238,8 @@ void statsq_group(const T* w, const FqGeometry& g, index_t m, const StatsqConst<
   else
 #endif
     sum = statsq_abs_sum_scalar(w, g, m);
-  const T s = T(2) * (sum / T(g.group_size()));
+  T s = T(2) * (sum / T(g.group_size()));
+  if (WEFT_UNLIKELY(!std::isfinite(sum))) s = T(2) * statsq_mean_abs_scaled(w, g, m);
   if (out.scales) out.scales[m] = s;
   if (!std::isfinite(s) || s == T(0)) {
     statsq_special_group(g, m, s == T(0), out);

@@ -54,6 +54,15 @@ inline LsqRange lsq_range(int bits, bool is_signed) {
 /// LSQ's floor on the scale in the forward pass.
 inline constexpr double lsq_min_scale = 1e-5;
 
+/// The largest scale at which every code value r s (|r| <= max(|lo|, hi)) is finite in T, with a
+/// 1e-6 margin for rounding. The quantisers clamp their initial scales to it: a weight near T's
+/// maximum would otherwise get an infinite scale and q = 0 * inf = NaN. (A user scale above it
+/// gives q = +-inf for the outermost codes; LSQ+ also needs |beta| + hi s finite.)
+template <class T>
+double lsq_max_scale(const LsqRange& r) {
+  return double(std::numeric_limits<T>::max()) / std::max(-r.lo, r.hi) * (1 - 1e-6);
+}
+
 /// Scales and optional offsets (LSQ+) of a call: row r uses index r % count.
 template <class T>
 struct LsqParams {

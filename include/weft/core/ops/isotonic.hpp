@@ -22,9 +22,15 @@
 // rows that are already non-decreasing; PAVA and the sort leave such rows unchanged, so both
 // paths give the same bits (tested). The *_scalar drivers always run the plain algorithms.
 // Inputs must be free of NaN (the checked tensor functions at the end raise ValueError).
+// Range: any finite input. A pooled mean is first formed as (c1 m1 + c2 m2) / (c1 + c2), the
+// fast form whose bits the tests pin; only when that overflows (values beyond about max / c,
+// e.g. [1.7e308, 1.6e308]) is it recomputed as the convex combination m1 (c1 / c) + m2 (c2 / c),
+// which cannot overflow. The extra branch is never taken on ordinary data (cost: none measured).
+// Weighted PAVA needs the weight sums to stay finite.
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "weft/core/parallel.hpp"
@@ -65,6 +71,16 @@ bool is_nondecreasing(const T* x, index_t m) noexcept {
 // ---------------------------------------------------------------------------------------------
 // PAVA on one row
 
+namespace detail {
+/// The mean of two blocks (mean a over weight ca, mean b over weight cb) as a convex
+/// combination: the overflow-free fallback of the pooled means below (cold: values near max).
+template <class T, class W>
+WEFT_COLD T pooled_mean_scaled(T a, W ca, T b, W cb) noexcept {
+  const W c = ca + cb;
+  return a * T(ca / c) + b * T(cb / c);
+}
+}  // namespace detail
+
 /// Unweighted isotonic regression of q[0..m) into out (may alias q). `counts` is scratch for m
 /// indices; on return counts[0..blocks) are the block sizes, left to right. Returns the number
 /// of blocks. O(m), no allocation.
@@ -86,12 +102,17 @@ index_t isotonic_row(const T* q, T* out, index_t m, index_t* counts) noexcept {
     // pool v into the last block, then the last block with those before it while they are higher
     // (each mean times a reciprocal of the counts alone, which keeps the division off the chain)
     T inv = T(1) / T(real_t<T>(tc + 1));
-    tv = (T(real_t<T>(tc)) * tv + v) * inv;
+    T pooled = (T(real_t<T>(tc)) * tv + v) * inv;
+    if (WEFT_UNLIKELY(!std::isfinite(pooled))) pooled = detail::pooled_mean_scaled(tv, real_t<T>(tc), v, real_t<T>(1));
+    tv = pooled;
     ++tc;
     while (top > 0 && tv < out[top - 1]) {
       const index_t pc = counts[top - 1], cc = pc + tc;
       inv = T(1) / T(real_t<T>(cc));
-      tv = (T(real_t<T>(pc)) * out[top - 1] + T(real_t<T>(tc)) * tv) * inv;
+      pooled = (T(real_t<T>(pc)) * out[top - 1] + T(real_t<T>(tc)) * tv) * inv;
+      if (WEFT_UNLIKELY(!std::isfinite(pooled)))
+        pooled = detail::pooled_mean_scaled(out[top - 1], real_t<T>(pc), tv, real_t<T>(tc));
+      tv = pooled;
       tc = cc;
       --top;
     }
@@ -121,7 +142,8 @@ index_t isotonic_row_weighted(const T* q, const T* w, T* out, index_t m, index_t
     index_t c = 1;
     while (top >= 0 && v < out[top]) {
       const T total = wsum[top] + ws;
-      v = (wsum[top] * out[top] + ws * v) / total;
+      const T pooled = (wsum[top] * out[top] + ws * v) / total;
+      v = WEFT_UNLIKELY(!std::isfinite(pooled)) ? detail::pooled_mean_scaled(out[top], wsum[top], v, ws) : pooled;
       ws = total;
       c += counts[top];
       --top;

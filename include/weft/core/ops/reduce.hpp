@@ -3,7 +3,12 @@
 // A tensor reduced along `axis` is seen as (outer, len, inner): outer = product of the extents
 // before the axis, inner = product of those after it. Sums run in a fixed order (over len for
 // each (outer, inner) pair, ascending), so results do not depend on thread count.
+// Range: a mean whose plain sum overflows (float beyond about 3.4e38 in total, double beyond
+// 1.8e308) is recomputed by mean_axis_rescue as sum_l (x_l / len), which cannot overflow when
+// the inputs are finite; the plain sum is kept (bit for bit) wherever it is finite.
 #pragma once
+
+#include <cmath>
 
 #include "weft/core/tensor.hpp"
 
@@ -48,6 +53,37 @@ void sum_axis(const T* x, T* out, const AxisSplit& a) {
     for (index_t l = 1; l < a.len; ++l)
       for (index_t i = 0; i < a.inner; ++i) dst[i] += src[l * a.inner + i];
   }
+}
+
+/// True when every real and imaginary part of x is finite.
+template <class T>
+bool is_finite_value(const T& x) noexcept {
+  if constexpr (is_complex_v<T>) return std::isfinite(x.real()) && std::isfinite(x.imag());
+  else return std::isfinite(x);
+}
+
+/// sum_l x[l * stride] / len over len finite values, without overflow (the mean's cold path).
+template <class T>
+WEFT_COLD T mean_scaled(const T* x, index_t len, index_t stride) {
+  const T n = T(real_t<T>(len));
+  T s(0);
+  for (index_t l = 0; l < len; ++l) s += x[l * stride] / n;
+  return s;
+}
+
+/// After out = scale * sum_axis(x): recomputes each non-finite mean whose inputs are finite with
+/// mean_scaled (so a representable mean is returned even when its sum overflowed).
+template <class T>
+void mean_axis_rescue(const T* x, T* out, const AxisSplit& a) {
+  for (index_t o = 0; o < a.outer; ++o)
+    for (index_t i = 0; i < a.inner; ++i) {
+      T& r = out[o * a.inner + i];
+      if (WEFT_LIKELY(is_finite_value(r))) continue;
+      const T* src = x + o * a.len * a.inner + i;
+      bool finite = true;
+      for (index_t l = 0; l < a.len && finite; ++l) finite = is_finite_value(src[l * a.inner]);
+      if (finite) r = mean_scaled(src, a.len, a.inner);
+    }
 }
 
 /// out[o, i] = max_l x[o, l, i] by real part (NaN propagates: a NaN element wins).

@@ -7,12 +7,20 @@
 // cross_entropy with a temperature T computes the cross entropy of softmax(z / T), with no T^2
 // factor: the distillation loss of Li & Hoiem (and of Weight Aligning) is
 // cross_entropy(student, softmax(teacher / T), {.temperature = T}).
+//
+// Range: softmax, log_softmax and cross_entropy accept +inf logits (the softmax limit, see
+// ops/softmax.hpp); soft targets that are exactly 0 contribute 0 even where log p = -inf; mean
+// losses and mse stay finite whenever the result is representable (a cold rescaled pass runs
+// only when the plain sum overflows, so ordinary results keep their bits).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "weft/core/autograd/tape.hpp"
+#include "weft/core/ops/reduce.hpp"
 #include "weft/core/ops/softmax.hpp"
 
 namespace weft {
@@ -107,13 +115,43 @@ Tensor<T> reduce_loss(Tape<T>& t, const Tensor<T>& per_sample, Reduction r) {
   Tensor<T> out = t.alloc_uninit(Shape{});
   T s = per_sample.array().sum();
   out.flat(0) = r == Reduction::mean ? s / T(real_t<T>(per_sample.numel())) : s;
+  if (r == Reduction::mean) ops::mean_axis_rescue(per_sample.data(), out.data(), ops::AxisSplit{1, per_sample.numel(), 1});
   return out;
+}
+/// sum_i d_i^2 / n (n = 1: the plain sum) of finite real d whose plain sum of squares overflowed:
+/// m (m (sum (d_i / m)^2 / n)) with m = max |d_i|, finite whenever the result is representable.
+template <class T>
+WEFT_COLD T sum_squares_scaled(const T* d, index_t len, real_t<T> n) {
+  using R = real_t<T>;
+  R m(0);
+  for (index_t i = 0; i < len; ++i) {
+    if (!std::isfinite(d[i])) return std::numeric_limits<R>::infinity();
+    m = std::max(m, R(std::abs(d[i])));
+  }
+  R ss(0);
+  for (index_t i = 0; i < len; ++i) ss += (d[i] / m) * (d[i] / m);
+  return m * (m * (ss / n));
 }
 /// d(loss)/d(per-sample value i), given the upstream gradient of the reduced loss.
 template <class T>
 T loss_weight(const Tensor<T>& g, Reduction r, index_t i, index_t n) {
   if (r == Reduction::none) return g.flat(i);
   return r == Reduction::mean ? g.flat(0) / T(real_t<T>(n)) : g.flat(0);
+}
+}  // namespace detail
+
+namespace detail {
+/// Rows of the soft-target loss that came out NaN because a zero target met log p = -inf
+/// (logits far apart, e.g. [3e38, -3e38] in float): recomputed with 0 log 0 = 0, the limit.
+template <class T>
+WEFT_COLD void soft_xent_zero_targets(const Tensor<T>& logp, const Tensor<T>& p, Tensor<T>& per) {
+  for (index_t i = 0; i < per.numel(); ++i) {
+    if (!std::isnan(real_part(per.flat(i)))) continue;
+    T s(0);
+    for (index_t j = 0; j < logp.dim(1); ++j)
+      if (p(i, j) != T(0)) s += logp(i, j) * p(i, j);
+    per.flat(i) = -s;
+  }
 }
 }  // namespace detail
 
@@ -162,6 +200,7 @@ Var<T> cross_entropy(const Var<T>& logits, const Var<T>& targets, const CrossEnt
   ops::log_softmax_rows(logp.data(), logp.data(), N, C);
   Tensor<T> per = t.alloc_uninit(Shape{N});
   per.vector() = -(logp.matrix().array() * targets.value().matrix().array()).rowwise().sum().matrix();
+  if (WEFT_UNLIKELY(!per.all_finite())) detail::soft_xent_zero_targets(logp, targets.value(), per);
   const Reduction r = o.reduction;
   return t.record(detail::reduce_loss(t, per, r), {logits, targets}, [=](Tape<T>& tp, const Tensor<T>& g) {
     const Tensor<T>& p = tp.value(targets);
@@ -198,6 +237,9 @@ Var<T> mse(const Var<T>& pred, const Var<T>& target, Reduction r = Reduction::me
     out = t.alloc_uninit(Shape{});
     T s = (diff.array() * diff.array()).sum();
     out.flat(0) = r == Reduction::mean ? s / T(real_t<T>(n)) : s;
+    if constexpr (!is_complex_v<T>)  // squares or their sum overflowed: the scaled form
+      if (WEFT_UNLIKELY(!std::isfinite(out.flat(0))))
+        out.flat(0) = detail::sum_squares_scaled(diff.data(), n, real_t<T>(r == Reduction::mean ? n : 1));
   }
   return t.record(out, {pred, target}, [=](Tape<T>& tp, const Tensor<T>& g) {
     Tensor<T>* gp = tp.grad_sink(pred);

@@ -30,7 +30,10 @@ Var<T> sum_impl(const char* func, const Var<T>& a, int axis, bool keepdim, bool 
   if (sp.len == 0) out.set_zero();
   else ops::sum_axis(a.value().data(), out.data(), sp);
   const T scale = mean ? T(real_t<T>(1) / real_t<T>(sp.len)) : T(1);
-  if (mean) out.array() *= scale;
+  if (mean) {
+    out.array() *= scale;
+    ops::mean_axis_rescue(a.value().data(), out.data(), sp);  // a sum that overflowed: x / len summed
+  }
   return t.record(out, {a}, [a, sp, scale](Tape<T>& tp, const Tensor<T>& g) {
     if (Tensor<T>* ga = tp.grad_sink(a))
       for (index_t o = 0; o < sp.outer; ++o)
