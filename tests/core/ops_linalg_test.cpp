@@ -357,7 +357,7 @@ TEST_CASE("core/ops/linalg: GEMM split into parallel blocks agrees with the naiv
         weft::ops::gemm_naive(bool(ta), bool(tb), A.data(), B.data(), C2.data(), d.m, d.n, d.k, acc);
         WEFT_CHECK_CLOSE(C1, C2, 1e-12);
       }
-  // one block per thread: the same bits with 1 and 2 threads, in float and double
+  // blocks of a shape-only layout: the same bits with 1 and 2 threads (more: determinism_test)
   for (const Dims d : {Dims{200, 130, 170}, Dims{64, 768, 768}}) {
     const Tensor<float> A = wt::randn<float>({d.m * d.k}, rng), B = wt::randn<float>({d.k * d.n}, rng);
     Tensor<float> C1(Shape{d.m * d.n}), C2(Shape{d.m * d.n});

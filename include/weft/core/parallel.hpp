@@ -66,10 +66,11 @@ void parallel_for(index_t begin, index_t end, index_t grain, F&& body) {
   body(begin, end);
 }
 
-/// parallel_for with the default grain WEFT_PARALLEL_GRAIN.
+/// parallel_for with the default grain WEFT_PARALLEL_GRAIN, at least 64: the element-wise SIMD
+/// kernels that use it then keep their vector and scalar parts where one thread puts them.
 template <class F>
 void parallel_for(index_t begin, index_t end, F&& body) {
-  parallel_for(begin, end, index_t(WEFT_PARALLEL_GRAIN), std::forward<F>(body));
+  parallel_for(begin, end, std::max<index_t>(WEFT_PARALLEL_GRAIN, 64), std::forward<F>(body));
 }
 
 }  // namespace weft

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <algorithm>
+#include <utility>
 
 #include "weft/core/ops/matmul.hpp"
 #include "weft/core/parallel.hpp"
@@ -197,22 +198,12 @@ void kron_mix_grad(index_t N, index_t n, index_t L, const T* left, MixStrides ls
   });
 }
 
-/// Runs body(lo, hi) over blocks of `rows` rows: one block per thread (starts a multiple of 16
-/// rows) when the product behind it has at least gemm_parallel_work multiply-adds, else one.
+/// Runs body(lo, hi) over blocks of `rows` rows of a product with `work` multiply-adds, with
+/// ops::gemm's block layout (matmul.hpp): it depends on the shape alone, so the bits do not
+/// depend on the thread count.
 template <class F>
 void for_row_blocks(index_t rows, double work, F&& body) {
-  const index_t parts = work < gemm_parallel_work ? 1 : std::min<index_t>(num_threads(), rows / 64);
-  if (parts <= 1) {
-    body(index_t(0), rows);
-    return;
-  }
-  const index_t bs = ((rows + parts - 1) / parts + 15) / 16 * 16;
-  parallel_for(0, parts, 1, [&](index_t lo, index_t hi) {
-    for (index_t blk = lo; blk < hi; ++blk) {
-      const index_t s = blk * bs, len = std::min(bs, rows - s);
-      if (len > 0) body(s, s + len);
-    }
-  });
+  ops::detail::for_gemm_blocks(rows, work, std::forward<F>(body));
 }
 
 }  // namespace kron_detail

@@ -25,8 +25,8 @@
 //   run as thin products (thin_gemm.hpp) for n r <= 16 (a GEMM would pack the big operand for a
 //   few multiply-adds per element), as Eigen GEMMs above.
 // The intermediate buffers (Z, or S, U, V) are written by the forward and read by the backward.
-// Threads: the GEMMs run through Eigen (split by rows over threads for large products, as
-// ops::gemm does), the mixing through kron_mix; results do not depend on the thread count.
+// Threads: the GEMMs run through Eigen (large products split into blocks of rows with ops::gemm's
+// shape-only layout), the mixing through kron_mix; results do not depend on the thread count.
 #pragma once
 
 #include "weft/core/ops/kron.hpp"

@@ -6,12 +6,16 @@
 // Threads: weft owns threading (DESIGN.md: OpenMP through parallel_for only). Eigen's GEMM
 // would otherwise open its own OpenMP team for products as small as 32x64x128, which on a
 // 2-core machine costs far more than it saves and oversubscribes the cores when weft already
-// runs in parallel. So the first product weft computes calls Eigen::setNbThreads(1) (define
-// WEFT_KEEP_EIGEN_THREADS to leave Eigen's setting alone), and large products (>= 4M
-// multiply-adds) are split by weft into one block of rows or columns of C per thread, run
-// through parallel_for. Each element of C is still one dot product over k that Eigen blocks by
-// k alone, so the bits do not depend on the number of threads (a test checks 1 vs 2 threads).
+// runs in parallel. So including weft sets Eigen::setNbThreads(1) (core/detail/eigen.hpp;
+// define WEFT_KEEP_EIGEN_THREADS to leave Eigen's setting alone), and large products (>= 4M
+// multiply-adds) are split by weft into blocks of rows or columns of C run through
+// parallel_for. The block layout depends on the shape alone, never on the thread count: Eigen
+// computes an element of C differently depending on where its block starts (the remainder
+// rows of its micro kernel take another code path), so blocks that followed the thread count
+// changed the last bits of ~5% of a 128x256x128 product between 1 and 2 threads.
 #pragma once
+
+#include <algorithm>
 
 #include "weft/core/parallel.hpp"
 #include "weft/core/tensor.hpp"
@@ -55,8 +59,38 @@ void gemm_strided(bool ta, bool tb, const T* A, index_t lda, const T* B, index_t
 
 }  // namespace detail
 
-/// Products with at least this many multiply-adds are split over threads.
+/// Products with at least this many multiply-adds are split into blocks that threads share.
 inline constexpr double gemm_parallel_work = 4.0 * 1024 * 1024;
+
+namespace detail {
+
+/// Width of the blocks that the longer side (`side` long) of a product with `work`
+/// multiply-adds is split into: `side` itself (no split) below gemm_parallel_work, else about
+/// one block per 1M multiply-adds, at least 256 wide (narrower blocks made a one-thread
+/// 64x768x768 product up to 3x slower), rounded up to a multiple of 16. A function of the shape
+/// alone, so every element of C comes from the same Eigen call at any thread count.
+inline index_t gemm_block_width(index_t side, double work) {
+  if (work < gemm_parallel_work) return side;
+  const index_t blocks = std::min<index_t>(side / 256, index_t(work / (1024.0 * 1024.0)));
+  if (blocks <= 1) return side;
+  return ((side + blocks - 1) / blocks + 15) / 16 * 16;
+}
+
+/// Calls body(lo, hi) for the consecutive blocks of [0, side) of width gemm_block_width(side,
+/// work); the blocks are distributed over the threads by parallel_for.
+template <class F>
+void for_gemm_blocks(index_t side, double work, F&& body) {
+  const index_t bs = gemm_block_width(side, work);
+  if (bs >= side) {
+    body(index_t(0), side);
+    return;
+  }
+  parallel_for(0, (side + bs - 1) / bs, 1, [&](index_t lo, index_t hi) {
+    for (index_t blk = lo; blk < hi; ++blk) body(blk * bs, std::min(side, (blk + 1) * bs));
+  });
+}
+
+}  // namespace detail
 
 /// C (m x n) = or += op(A) op(B). A is (m x k) or, with ta, (k x m); B is (k x n) or, with tb,
 /// (n x k). All buffers row-major and dense.
@@ -65,25 +99,14 @@ void gemm(bool ta, bool tb, const T* A, const T* B, T* C, index_t m, index_t n, 
   detail::own_eigen_threads();
   const index_t lda = ta ? m : k, ldb = tb ? k : n;
   const double work = double(m) * double(n) * double(k);
-  // one block per thread along the longer side of C, each a multiple of 16 wide
-  const bool split_rows = m >= n;
-  const index_t side = split_rows ? m : n;
-  const index_t parts = work < gemm_parallel_work ? 1 : std::min<index_t>(num_threads(), side / 64);
-  if (parts <= 1) {
-    detail::gemm_strided(ta, tb, A, lda, B, ldb, C, n, m, n, k, accumulate);
-    return;
-  }
-  const index_t bs = ((side + parts - 1) / parts + 15) / 16 * 16;
-  parallel_for(0, parts, 1, [&](index_t lo, index_t hi) {
-    for (index_t blk = lo; blk < hi; ++blk) {
-      const index_t s = blk * bs, len = std::min(bs, side - s);
-      if (len <= 0) continue;
-      if (split_rows)  // rows s.. of C and of op(A)
-        detail::gemm_strided(ta, tb, ta ? A + s : A + s * k, lda, B, ldb, C + s * n, n, len, n, k, accumulate);
-      else  // columns s.. of C and of op(B)
-        detail::gemm_strided(ta, tb, A, lda, tb ? B + s * k : B + s, ldb, C + s, n, m, len, k, accumulate);
-    }
-  });
+  if (m >= n)  // blocks of rows s.. of C and of op(A)
+    detail::for_gemm_blocks(m, work, [&](index_t s, index_t e) {
+      detail::gemm_strided(ta, tb, ta ? A + s : A + s * k, lda, B, ldb, C + s * n, n, e - s, n, k, accumulate);
+    });
+  else  // blocks of columns s.. of C and of op(B)
+    detail::for_gemm_blocks(n, work, [&](index_t s, index_t e) {
+      detail::gemm_strided(ta, tb, A, lda, tb ? B + s * k : B + s, ldb, C + s, n, m, e - s, k, accumulate);
+    });
 }
 
 /// For each batch index i: C_i (+)= op(A_i) op(B_i), where X_i = X + i * stride_x (a stride of
