@@ -296,15 +296,13 @@ class Block {
         if (cplx_) {
           Real* zi = Z + (a_ + j) * C;
           ops::softmax_rows_planes(zr, zi, zr, zi, 1, C);
-          if (t)
-            for (index_t k = 0; k < C; ++k) zr[k] -= t[k];
-          else
-            zr[n.labels[smp]] -= Real(1);
-        } else if (t) {
-          softmax_minus_target(zr, C, t);
         } else {
-          softmax_minus_onehot(zr, C, n.labels[smp]);
+          softmax_row(zr, C);
         }
+        if (t)  // p - t; the imaginary plane of p needs no target
+          for (index_t k = 0; k < C; ++k) zr[k] -= t[k];
+        else
+          zr[n.labels[smp]] -= Real(1);
       }
       ops::gemm(false, false, Z, n.V, G, rows_, sK, C, false);
     } else {

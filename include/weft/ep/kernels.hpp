@@ -5,7 +5,7 @@
 //                   real and enters the re row only). Returns max_j (Re F_j)^2 and max_j
 //                   (Im F_j)^2 separately, and whether every F_j is finite, which the solver
 //                   turns into the column's residual (engine.hpp) and its divergence flag.
-//   nudge_readout   the nudging term beta G of one column from its readout probabilities.
+//   softmax_row     the readout probabilities of one real column (the nudge subtracts the target).
 // The vector body runs over full batches and the scalar body over the tail; the maximum is
 // exact in both (no rounding), so both paths give the same residual for the same F.
 #pragma once
@@ -119,9 +119,9 @@ RowResidual<T> residual_row(T* h_re, const T* u_re, const T* d, const T* g_re, T
                 : residual_row_scalar<false, false>(h_re, u_re, d, g_re, h_im, u_im, g_im, n);
 }
 
-/// Softmax of one real row of logits z (length C) in place, minus the one-hot label: z <- p - y.
+/// Softmax of one real row of logits z (length C) in place (shifted by the row's maximum).
 template <class T>
-void softmax_minus_onehot(T* z, index_t C, int label) {
+void softmax_row(T* z, index_t C) {
   index_t jm = 0;
   for (index_t j = 1; j < C; ++j)
     if (z[j] > z[jm]) jm = j;
@@ -130,7 +130,6 @@ void softmax_minus_onehot(T* z, index_t C, int label) {
   for (index_t j = 0; j < C; ++j) s += (z[j] = std::exp(z[j] - m));
   const T inv = T(1) / s;
   for (index_t j = 0; j < C; ++j) z[j] *= inv;
-  z[label] -= T(1);
 }
 
 }  // namespace weft::ep::detail

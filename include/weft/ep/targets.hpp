@@ -107,18 +107,5 @@ void check_batch(const DenseNet<Real>& net, const Tensor<Real>& X, const Targets
   WEFT_CHECK(X.all_finite(), value, func, "expected finite inputs X, got NaN or Inf");
 }
 
-/// z <- softmax(z) - t for one real row of logits (length C) and a real target row.
-template <class T>
-void softmax_minus_target(T* z, index_t C, const T* t) {
-  index_t jm = 0;
-  for (index_t j = 1; j < C; ++j)
-    if (z[j] > z[jm]) jm = j;
-  const T m = z[jm];
-  T s = T(0);
-  for (index_t j = 0; j < C; ++j) s += (z[j] = std::exp(z[j] - m));
-  const T inv = T(1) / s;
-  for (index_t j = 0; j < C; ++j) z[j] = z[j] * inv - t[j];
-}
-
 }  // namespace detail
 }  // namespace weft::ep
