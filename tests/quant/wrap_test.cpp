@@ -126,8 +126,8 @@ TEST_CASE("quant/wrap: export needs a quantiser at the end of the chain; bad sha
   const Tensor<float> b(Shape{4});
   WEFT_QUANT_CHECK_FAILS(quant::quantized_linear(e, Tensor<float>(Shape{2, 4}), &b), ShapeError, "quant::quantized_linear");
   quant::QuantizedWeights<float> odd = e;
-  odd.geometry = ops::FqGeometry{3, 1, 4};
-  odd.geometry.groups = 2;
+  odd.geometry = ops::FqGeometry{3, 2, 2};  // consistent (12 elements, 2 steps) but neither per row nor per tensor
+  odd.step.resize(2);
   WEFT_QUANT_CHECK_FAILS(quant::quantized_linear(odd, Tensor<float>(Shape{2, 4})), ConfigError, "quant::quantized_linear");
 }
 
