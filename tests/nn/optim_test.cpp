@@ -589,9 +589,9 @@ TEST_CASE("nn/optim: a parameter listed twice or in two groups, or no parameter 
   g[0].params = {a};
   g[1].params = {b, a};
   g[1].lr = 0.1;
-  CHECK_THROWS_WITH_AS(nn::SGD<double>(g), doctest::Contains("'a' in group 0 and again in group 1"), ConfigError);
+  CHECK_THROWS_WITH_AS((void)nn::SGD<double>(g), doctest::Contains("'a' in group 0 and again in group 1"), ConfigError);
   std::vector<nn::ParamGroup<double>> empty(2);
-  WEFT_NN_CHECK_FAILS(nn::SGD<double>(empty), ConfigError, "nn::SGD");
+  WEFT_NN_CHECK_FAILS((void)nn::SGD<double>(empty), ConfigError, "nn::SGD");
   // each parameter once: one step moves a by exactly lr * grad
   g[1].params = {b};
   nn::SGD<double> opt(g);
