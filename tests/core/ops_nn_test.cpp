@@ -582,4 +582,15 @@ TEST_CASE("core/ops/nn: layer_norm, cross_entropy and mse refuse Vars from diffe
   CHECK(wt::identical(z, Tensor<double>::from_values({1, 2, 3, 4, 6, 5}, {2, 3})));
 }
 
+TEST_CASE("core/ops/nn: cross_entropy rejects a temperature that underflows the logits' type") {
+  weft::Tape<float> tape;
+  const Tensor<float> z(Shape{2, 3}, 0.5f);
+  const std::vector<int> labels = {0, 2};
+  CHECK_THROWS_WITH_AS(weft::cross_entropy(tape.constant(z), labels, ce_options(1e-40, Reduction::mean)),
+                       doctest::Contains("weft::cross_entropy"), weft::ValueError);
+  weft::Tape<double> td;
+  const Tensor<double> zd(Shape{2, 3}, 0.5);
+  CHECK(std::isfinite(weft::cross_entropy(td.constant(zd), labels, ce_options(1e-40, Reduction::mean)).item()));
+}
+
 }  // namespace weft_unit_core_ops_nn_test

@@ -154,4 +154,14 @@ TEST_CASE("incremental/distill: bad input") {
   WEFT_INC_FAILS(incremental::soft_targets(b.teacher, -1.0), ValueError, "incremental::soft_targets");
 }
 
+TEST_CASE("incremental/distill: a temperature whose reciprocal overflows the logits' type is rejected") {
+  const Tensor<float> z(Shape{2, 3}, 1.0f);
+  WEFT_INC_FAILS(incremental::soft_targets(z, 1e-40), ValueError, "incremental::soft_targets");
+  CHECK(incremental::soft_targets(Tensor<double>(Shape{2, 3}, 1.0), 1e-40).all_finite());  // fine in double
+  Tape<float> tape;
+  WEFT_INC_FAILS(incremental::distillation_loss(tape.constant(z), tape.constant(z), 1e-40), ValueError,
+                 "incremental::distillation_loss");
+  CHECK(std::isfinite(double(incremental::distillation_loss(tape.constant(z), tape.constant(z), 1e-3).item())));
+}
+
 }  // namespace weft_unit_incremental_distill_test

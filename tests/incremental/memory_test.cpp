@@ -188,4 +188,22 @@ TEST_CASE("incremental/memory: bad input") {
   CHECK(mem.classes() == 1);
 }
 
+TEST_CASE("incremental/memory: finite features whose squared distances overflow are a ValueError, not a wild write") {
+  Tensor<double> phi(Shape{3, 2});
+  for (index_t i = 0; i < 3; ++i) {
+    phi(i, 0) = 1e200 * double(i + 1);
+    phi(i, 1) = -1e200;
+  }
+  WEFT_INC_FAILS(incremental::herding_argmin(phi, 2), ValueError, "incremental::herding_argmin");
+  WEFT_INC_FAILS(incremental::herding_argmax(phi, 2), ValueError, "incremental::herding_argmax");
+  WEFT_INC_FAILS(incremental::herding(phi, 2), ValueError, "incremental::herding");
+  // normalised, the same features are fine: every pick is a distinct valid row
+  const V picks = incremental::herding_argmin(incremental::normalize_rows(phi), 3);
+  CHECK(std::set<index_t>(picks.begin(), picks.end()) == std::set<index_t>{0, 1, 2});
+  // float features near the float limit are accepted (the distances are computed in double)
+  Tensor<float> big(Shape{2, 2}, 3e38f);
+  big(1, 1) = -3e38f;
+  CHECK(incremental::herding_argmin(big, 2).size() == 2);
+}
+
 }  // namespace weft_unit_incremental_memory_test

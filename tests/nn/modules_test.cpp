@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -417,6 +418,14 @@ TEST_CASE("nn/module: wrong input width is a ShapeError, inputs untouched") {
   CHECK_THROWS_AS(ln(tape.constant(x)), ShapeError);
   CHECK_THROWS_WITH_AS(lin(tape.constant(x)), doctest::Contains("weft::nn::Linear::forward: expected input of shape (..., 4), got (2, 5)"), ShapeError);
   CHECK(snap.unchanged());
+}
+
+TEST_CASE("nn/layers: LayerNorm rejects a non-finite eps at construction") {
+  const double inf = std::numeric_limits<double>::infinity();
+  CHECK_THROWS_WITH_AS(nn::LayerNorm<double>(4, inf), doctest::Contains("weft::nn::LayerNorm: "), ValueError);
+  CHECK_THROWS_WITH_AS(nn::LayerNorm<float>(4, std::numeric_limits<float>::quiet_NaN()),
+                       doctest::Contains("weft::nn::LayerNorm: "), ValueError);
+  CHECK(nn::LayerNorm<double>(4, 0.0).eps == 0.0);
 }
 
 }  // namespace weft_unit_nn_modules_test

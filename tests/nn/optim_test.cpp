@@ -579,4 +579,28 @@ TEST_CASE("nn/optim: invalid options are errors naming the optimiser") {
   CHECK(opt.base_lr() == 0.01);
 }
 
+TEST_CASE("nn/optim: a parameter listed twice or in two groups, or no parameter at all, is a ConfigError") {
+  Parameter<double> a(Tensor<double>(Shape{2}, 1.0), "a"), b(Tensor<double>(Shape{3}, 1.0), "b");
+  WEFT_NN_CHECK_FAILS(nn::SGD<double>(std::vector<Parameter<double>>{}), ConfigError, "nn::SGD");
+  WEFT_NN_CHECK_FAILS(nn::Adam<double>(std::vector<Parameter<double>>{a, b, a}), ConfigError, "nn::Adam");
+  Parameter<double> alias = a;  // another handle of the same parameter
+  WEFT_NN_CHECK_FAILS(nn::AdamW<double>(std::vector<Parameter<double>>{a, alias}), ConfigError, "nn::AdamW");
+  std::vector<nn::ParamGroup<double>> g(2);
+  g[0].params = {a};
+  g[1].params = {b, a};
+  g[1].lr = 0.1;
+  CHECK_THROWS_WITH_AS((void)nn::SGD<double>(g), doctest::Contains("'a' in group 0 and again in group 1"), ConfigError);
+  std::vector<nn::ParamGroup<double>> empty(2);
+  WEFT_NN_CHECK_FAILS((void)nn::SGD<double>(empty), ConfigError, "nn::SGD");
+  // each parameter once: one step moves a by exactly lr * grad
+  g[1].params = {b};
+  nn::SGD<double> opt(g);
+  a.grad().fill(1.0);
+  opt.step();
+  CHECK(a.value().flat(0) == doctest::Approx(1.0 - 0.01));
+  nn::AdamOptions inf_eps;
+  inf_eps.eps = std::numeric_limits<double>::infinity();
+  WEFT_NN_CHECK_FAILS(nn::Adam<double>(std::vector<Parameter<double>>{a}, inf_eps), ValueError, "nn::Adam");
+}
+
 }  // namespace weft_unit_nn_optim_test

@@ -219,4 +219,32 @@ TEST_CASE("phm/adapter: bad configurations raise ConfigError naming the numbers"
   WEFT_PHM_CHECK_FAILS(phm::count_parameters(ms, c), ConfigError, "phm::count_parameters");
 }
 
+TEST_CASE("phm/count: negative sizes and overflowing counts are ValueErrors; path_costs checks its extents") {
+  CHECK_THROWS_WITH_AS(phm::linear_parameters(-3, 4), doctest::Contains("weft::phm::linear_parameters: "), ValueError);
+  CHECK_THROWS_WITH_AS(phm::linear_parameters(index_t(1) << 40, index_t(1) << 40),
+                       doctest::Contains("weft::phm::linear_parameters: "), ValueError);
+  CHECK(phm::linear_parameters(768, 24) == 768 * 24 + 24);
+  phm::PhmOptions o;
+  o.n = index_t(1) << 22;  // its own rule: n^3 overflows
+  o.shared_rule = false;
+  const index_t k = index_t(1) << 22;
+  CHECK_THROWS_WITH_AS(phm::phm_linear_parameters(k, k, o), doctest::Contains("weft::phm::phm_linear_parameters: "),
+                       ValueError);
+  o = phm::PhmOptions{};
+  o.low_rank = true;
+  o.rank = index_t(1) << 62;
+  CHECK_THROWS_AS(phm::phm_linear_parameters(768, 24, o), ValueError);
+  ops::KronDims m;
+  m.rows = 8;
+  m.n = 2;
+  m.p = -4;
+  CHECK_THROWS_WITH_AS(phm::path_costs(m, true), doctest::Contains("weft::phm::path_costs: "), ValueError);
+  m.p = 4;
+  CHECK_THROWS_AS(phm::path_costs(m, true, 0), ValueError);
+  phm::CostModel cm;
+  cm.bandwidth = 0;
+  CHECK_THROWS_AS(phm::path_costs(m, true, 8, cm), ValueError);
+  CHECK(phm::path_costs(m, true).factored > 0);
+}
+
 }  // namespace weft_unit_phm_adapter_test

@@ -354,4 +354,34 @@ TEST_CASE_TEMPLATE("prune/mask: the radix select equals nth_element; -0 and +0 a
   }
 }
 
+TEST_CASE("prune/mask: negative or overflowing extents and inconsistent masks are weft errors") {
+  WEFT_PRUNE_CHECK_FAILS(Mask(-1, 2), ShapeError, "prune::Mask");
+  WEFT_PRUNE_CHECK_FAILS(Mask(2, -1), ShapeError, "prune::Mask");
+  WEFT_PRUNE_CHECK_FAILS(Mask(index_t(1) << 40, index_t(1) << 40), ValueError, "prune::Mask");
+  Mask m(2, 3);
+  m.validate();
+  m.keep.pop_back();  // as a hand-written deserialiser might leave it
+  WEFT_PRUNE_CHECK_FAILS(m.validate(), ShapeError, "prune::Mask::validate");
+  Mask v(2, 2);
+  v.keep[1] = 7;
+  WEFT_PRUNE_CHECK_FAILS(v.validate(), ValueError, "prune::Mask::validate");
+  Mask neg;
+  neg.rows = -2;
+  neg.cols = -3;
+  neg.keep.assign(6, 1);  // rows * cols = 6, but the extents are negative
+  WEFT_PRUNE_CHECK_FAILS(neg.validate(), ShapeError, "prune::Mask::validate");
+  // MaskSelection: thresholds and group_cols must fit the groups before threshold_at indexes them
+  const std::vector<float> s = {4, 1, 3, 2, 8, 5, 7, 6};
+  MaskOptions o;
+  o.group = mask_group::n_of_m;
+  MaskSelection sel = select_mask_with_thresholds(s.data(), 2, 4, o);
+  CHECK(sel.threshold_at(1, 3) == 6.0);
+  MaskSelection bad = sel;
+  bad.thresholds.pop_back();
+  WEFT_PRUNE_CHECK_FAILS(bad.threshold_at(1, 3), ShapeError, "prune::MaskSelection::threshold_at");
+  bad = sel;
+  bad.group_cols = 0;
+  WEFT_PRUNE_CHECK_FAILS(bad.threshold_at(0, 0), ShapeError, "prune::MaskSelection::threshold_at");
+}
+
 }  // namespace weft_unit_prune_mask_test

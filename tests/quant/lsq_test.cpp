@@ -247,6 +247,40 @@ TEST_CASE("quant/activation: bad shapes and options are rejected") {
   CHECK(!aq.initialized());
 }
 
+TEST_CASE("quant/lsq: freeze_at takes only codes of the quantiser's range; init_from keeps the scale's handle") {
+  Tape<double> t;
+  const Tensor<double> w = Tensor<double>::from(Eigen::MatrixXd::Random(3, 4));
+  quant::LsqQuantizer<2, double> q(quant::LsqOptions{}, w);
+  q.apply(t.variable(w));  // a training forward sizes the codes
+  WEFT_QUANT_CHECK_FAILS(q.freeze_at(0, 100), ValueError, "quant::WeightQuantizer::freeze_at");
+  WEFT_QUANT_CHECK_FAILS(q.freeze_at(0, 2), ValueError, "quant::WeightQuantizer::freeze_at");
+  CHECK(q.frozen_count() == 0);
+  q.freeze_at(0, -2);
+  q.freeze_at(1, 1);
+  CHECK(q.frozen_count() == 2);
+  quant::LsqOptions u;
+  u.is_signed = false;
+  quant::LsqQuantizer<2, double> qu(u, w);
+  qu.apply(t.variable(w));
+  WEFT_QUANT_CHECK_FAILS(qu.freeze_at(0, -1), ValueError, "quant::WeightQuantizer::freeze_at");
+  qu.freeze_at(0, 3);
+  quant::LsqQuantizer<1, double> sign(quant::LsqOptions{}, w);  // sign codes {-1, +1}
+  sign.apply(t.variable(w));
+  WEFT_QUANT_CHECK_FAILS(sign.freeze_at(0, 0), ValueError, "quant::WeightQuantizer::freeze_at");
+  CHECK(sign.nearest_code(0.2) == 1);
+  CHECK(sign.nearest_code(-0.2) == -1);
+  CHECK(q.nearest_code(7.0) == 1);
+  CHECK(q.nearest_code(-2.5) == -2);
+  // an optimiser's handle sees the re-initialised scale, also for a weight of another shape
+  Parameter<double> handle = q.scale;
+  const Tensor<double> w2 = Tensor<double>::from(Eigen::MatrixXd::Random(5, 4));
+  q.clear_frozen();
+  q.init_from(w2);
+  CHECK(handle == q.scale);
+  CHECK(handle.shape() == Shape{5});
+  CHECK(q.apply(t.variable(w2)).shape() == w2.shape());
+}
+
 }  // namespace weft_unit_quant_lsq_test
 
 namespace weft_unit_quant_lsq_range_test {

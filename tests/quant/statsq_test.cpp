@@ -263,4 +263,23 @@ TEST_CASE("quant/statsq: bad options and shapes are rejected") {
   WEFT_QUANT_CHECK_FAILS(fz.apply(t.variable(Tensor<float>(Shape{3, 3}, 1.0f))), ShapeError, "quant::StatsQuantizer::apply");
 }
 
+TEST_CASE("quant/statsq: freeze_at rejects codes off the b-bit grid") {
+  Tape<double> t;
+  const Tensor<double> w = Tensor<double>::from(Eigen::MatrixXd::Random(2, 4));
+  quant::StatsQuantizer<2, double> q;
+  q.apply(t.variable(w));
+  WEFT_QUANT_CHECK_FAILS(q.freeze_at(0, 100), ValueError, "quant::WeightQuantizer::freeze_at");
+  WEFT_QUANT_CHECK_FAILS(q.freeze_at(0, -3), ValueError, "quant::WeightQuantizer::freeze_at");
+  WEFT_QUANT_CHECK_FAILS(q.freeze_at(0, 2), ValueError, "quant::WeightQuantizer::freeze_at");
+  CHECK(q.frozen_count() == 0);
+  q.freeze_at(0, -2);
+  q.freeze_at(1, 1);
+  CHECK(q.frozen_count() == 2);
+  quant::StatsQuantizer<4, double> q4;
+  q4.apply(t.variable(w));
+  q4.freeze_at(0, -8);
+  q4.freeze_at(1, 7);
+  WEFT_QUANT_CHECK_FAILS(q4.freeze_at(2, 8), ValueError, "quant::WeightQuantizer::freeze_at");
+}
+
 }  // namespace weft_unit_quant_statsq_test

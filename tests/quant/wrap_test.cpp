@@ -4,6 +4,7 @@
 // product with the half-step offset reproduces the layer's output), and bad input.
 #include <doctest/doctest.h>
 
+#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <vector>
@@ -125,9 +126,45 @@ TEST_CASE("quant/wrap: export needs a quantiser at the end of the chain; bad sha
   const Tensor<float> b(Shape{4});
   WEFT_QUANT_CHECK_FAILS(quant::quantized_linear(e, Tensor<float>(Shape{2, 4}), &b), ShapeError, "quant::quantized_linear");
   quant::QuantizedWeights<float> odd = e;
-  odd.geometry = ops::FqGeometry{3, 1, 4};
-  odd.geometry.groups = 2;
+  odd.geometry = ops::FqGeometry{3, 2, 2};  // consistent (12 elements, 2 steps) but neither per row nor per tensor
+  odd.step.resize(2);
   WEFT_QUANT_CHECK_FAILS(quant::quantized_linear(odd, Tensor<float>(Shape{2, 4})), ConfigError, "quant::quantized_linear");
+}
+
+TEST_CASE("quant/wrap: an inconsistent QuantizedWeights is rejected, never read out of bounds") {
+  quant::QuantizedWeights<float> qw;
+  qw.shape = Shape{2, 3};
+  qw.geometry = ops::FqGeometry{1, 2, 3};
+  qw.bits = 2;
+  qw.scheme = "lsq";
+  qw.codes = {-2, -1, 0, 1, 0, 1};
+  qw.step = {0.5f, 0.25f};
+  const Tensor<float> x(Shape{1, 3}, 1.0f);
+  qw.validate();
+  CHECK(quant::quantized_linear(qw, x).shape() == Shape{1, 2});
+  CHECK(qw.dequantize().flat(5) == 0.25f);
+  auto bad = qw;
+  bad.step = {0.5f};  // one step for two groups
+  WEFT_QUANT_CHECK_FAILS(quant::quantized_linear(bad, x), ShapeError, "quant::quantized_linear");
+  WEFT_QUANT_CHECK_FAILS(bad.dequantize(), ShapeError, "quant::QuantizedWeights::dequantize");
+  bad = qw;
+  bad.codes.pop_back();
+  WEFT_QUANT_CHECK_FAILS(bad.dequantize(), ShapeError, "quant::QuantizedWeights::dequantize");
+  bad = qw;
+  bad.geometry = ops::FqGeometry{1, 2, 4};  // covers 8 elements of a 6-element weight
+  WEFT_QUANT_CHECK_FAILS(bad.dequantize(), ShapeError, "quant::QuantizedWeights::dequantize");
+  bad = qw;
+  bad.geometry = ops::FqGeometry{-1, 2, -3};  // 6 elements, negative extents
+  WEFT_QUANT_CHECK_FAILS(bad.dequantize(), ShapeError, "quant::QuantizedWeights::dequantize");
+  bad = qw;
+  bad.codes[3] = 100;  // not a 2-bit code
+  WEFT_QUANT_CHECK_FAILS(quant::quantized_linear(bad, x), ValueError, "quant::quantized_linear");
+  bad = qw;
+  bad.bits = 0;
+  WEFT_QUANT_CHECK_FAILS(bad.dequantize(), ConfigError, "quant::QuantizedWeights::dequantize");
+  bad = qw;
+  bad.step[1] = std::numeric_limits<float>::quiet_NaN();
+  WEFT_QUANT_CHECK_FAILS(bad.validate(), ValueError, "quant::QuantizedWeights::validate");
 }
 
 }  // namespace weft_unit_quant_wrap_test

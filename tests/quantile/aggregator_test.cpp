@@ -275,4 +275,47 @@ TEST_CASE("quantile/aggregator: bad input") {
   CHECK_THROWS_AS(q::Aggregator<double>{bad3}, weft::ConfigError);
 }
 
+TEST_CASE("quantile/aggregator: every option is checked by the constructor; a failed fit changes nothing") {
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  auto rejects = [](q::AggregatorOptions o) {
+    CHECK_THROWS_WITH_AS(q::Aggregator<double>{o}, doctest::Contains("weft::quantile::Aggregator: "), weft::ConfigError);
+  };
+  auto o = opts(q::Scheme::medium);
+  o.beta1 = 1.0;
+  rejects(o);
+  o = opts(q::Scheme::medium);
+  o.beta2 = nan;
+  rejects(o);
+  o = opts(q::Scheme::medium);
+  o.lr = inf;
+  rejects(o);
+  o = opts(q::Scheme::medium);
+  o.weight_decay = -1;
+  rejects(o);
+  o = opts(q::Scheme::medium);
+  o.margin_weight = 1;
+  o.margin_delta = nan;
+  rejects(o);
+  o = opts(q::Scheme::medium);
+  o.margin_weight = 1;
+  o.margin_matrix.assign(25, 0.01);
+  o.margin_matrix[7] = nan;
+  rejects(o);
+  // a fit that fails (wrong-sized margin matrix) leaves the trained aggregator as it was
+  const auto pr = make_problem<double>(40, 3);
+  q::Aggregator<double> agg(opts(q::Scheme::medium, 50));
+  agg.fit(pr.G, pr.y, kTau);
+  const Tensor<double> before = agg.predict(pr.G);
+  const auto history = agg.history();
+  Tensor<double> y_bad = pr.y.clone();
+  y_bad.flat(3) = nan;
+  CHECK_THROWS_AS(agg.fit(pr.G, y_bad, kTau), weft::ValueError);
+  CHECK(wt::identical(agg.predict(pr.G), before));
+  CHECK(agg.history() == history);
+  // an unfitted aggregator stays unfitted after a failed fit
+  q::Aggregator<double> fresh(opts(q::Scheme::medium, 5));
+  CHECK_THROWS_AS(fresh.fit(pr.G, y_bad, kTau), weft::ValueError);
+  CHECK_THROWS_AS(fresh.predict(pr.G), weft::ConfigError);
+}
+
 }  // namespace weft_unit_quantile_aggregator_test

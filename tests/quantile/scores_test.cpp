@@ -167,4 +167,11 @@ TEST_CASE_TEMPLATE("quantile/scores: bad input", T, float, double) {
   CHECK(std::isinf(q::mean_width(Qi, tau, 0.1)));
 }
 
+TEST_CASE("quantile/levels: even_levels refuses absurd counts instead of allocating them") {
+  CHECK_THROWS_WITH_AS(q::even_levels(index_t(1) << 40), doctest::Contains("weft::quantile::even_levels: "),
+                       weft::ValueError);
+  CHECK_THROWS_AS(q::even_levels(-5), weft::ValueError);
+  CHECK(q::even_levels(q::max_even_levels).size() == std::size_t(q::max_even_levels));
+}
+
 }  // namespace weft_unit_quantile_scores_test

@@ -241,4 +241,17 @@ TEST_CASE("reparam/compander: bad options, a or b <= 0, and weights outside the 
   WEFT_NN_CHECK_FAILS(forward_value(lin, x), ValueError, "reparam::Compander::apply");
 }
 
+TEST_CASE("reparam/compander: a, b and floor must be normal non-zero numbers of the weight type") {
+  CompanderOptions o;
+  o.a = 1e-300;  // 0 in float
+  CHECK_THROWS_WITH_AS((void)Compander<float>(o), doctest::Contains("weft::reparam::Compander: "), ValueError);
+  CHECK(Compander<double>(o).a() == 1e-300);
+  o = CompanderOptions{};
+  o.b = 1e39;  // inf in float
+  CHECK_THROWS_WITH_AS((void)Compander<float>(o), doctest::Contains("weft::reparam::Compander: "), ValueError);
+  o = CompanderOptions{};
+  o.floor = 1e-50;
+  CHECK_THROWS_WITH_AS((void)Compander<float>(o), doctest::Contains("weft::reparam::Compander: "), ValueError);
+}
+
 }  // namespace weft_unit_reparam_compander_test

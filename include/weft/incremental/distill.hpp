@@ -20,6 +20,7 @@
 #include "weft/core/autograd/functions/arith.hpp"
 #include "weft/core/autograd/functions/nn.hpp"
 #include "weft/core/autograd/functions/shape.hpp"
+#include "weft/core/checked.hpp"
 #include "weft/core/ops/softmax.hpp"
 
 namespace weft::incremental {
@@ -42,8 +43,8 @@ template <class T>
 Tensor<T> soft_targets(const Tensor<T>& teacher_logits, double temperature) {
   WEFT_CHECK(teacher_logits.rank() == 2 && teacher_logits.dim(1) > 0, shape, "incremental::soft_targets",
              "expected teacher logits of shape (N, C) with C > 0, got ", teacher_logits.shape());
-  WEFT_CHECK(temperature > 0 && std::isfinite(temperature), value, "incremental::soft_targets",
-             "expected a finite temperature > 0, got ", temperature);
+  WEFT_CHECK(positive_in<T>(temperature), value, "incremental::soft_targets",
+             "expected a finite temperature > 0 whose reciprocal is finite in the logits' type, got ", temperature);
   Tensor<T> q(teacher_logits.shape());
   q.array() = teacher_logits.array() * T(1.0 / temperature);
   ops::softmax_rows(q.data(), q.data(), q.dim(0), q.dim(1));
@@ -59,8 +60,8 @@ void check_distill(const char* func, const Var<T>& logits, const Var<T>& teacher
                  teacher.dim(1) <= logits.dim(1),
              shape, func, "expected teacher logits of shape (", logits.dim(0), ", C_old) with 1 <= C_old <= ",
              logits.dim(1), ", got ", teacher.shape());
-  WEFT_CHECK(temperature > 0 && std::isfinite(temperature), value, func, "expected a finite temperature > 0, got ",
-             temperature);
+  WEFT_CHECK(positive_in<T>(temperature), value, func,
+             "expected a finite temperature > 0 whose reciprocal is finite in the logits' type, got ", temperature);
 }
 }  // namespace detail
 

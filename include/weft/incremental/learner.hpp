@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "weft/core/autograd/functions/nn.hpp"
+#include "weft/core/checked.hpp"
 #include "weft/core/data.hpp"
 #include "weft/incremental/align.hpp"
 #include "weft/incremental/distill.hpp"
@@ -124,8 +125,9 @@ class ClassIncrementalLearner {
     WEFT_CHECK(make_ != nullptr, config, f, "expected a model factory, got an empty function");
     WEFT_CHECK(o.epochs > 0 && o.batch_size > 0, value, f, "expected epochs > 0 and batch_size > 0, got ", o.epochs,
                " and ", o.batch_size);
-    WEFT_CHECK(o.distill_options.temperature > 0 && std::isfinite(o.distill_options.temperature), value, f,
-               "expected a finite temperature > 0, got ", o.distill_options.temperature);
+    WEFT_CHECK(positive_in<T>(o.distill_options.temperature), value, f,
+               "expected a finite temperature > 0 whose reciprocal is finite in the model's type, got ",
+               o.distill_options.temperature);
     WEFT_CHECK(o.align_options.norm_p == 1 || o.align_options.norm_p == 2, config, f,
                "expected align_options.norm_p = 1 or 2, got ", o.align_options.norm_p);
     WEFT_CHECK(!o.memory.enabled || o.memory.budget > 0, value, f, "expected a memory budget > 0, got ",

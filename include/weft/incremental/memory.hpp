@@ -82,6 +82,16 @@ void check_herding(const char* func, const Tensor<T>& phi, index_t m) {
              "expected non-empty normalised features of shape (n, d), got ", phi.shape());
   WEFT_CHECK(m > 0, value, func, "expected m > 0 exemplars to select, got ", m);
   WEFT_CHECK(phi.all_finite(), value, func, "expected finite features, got non-finite values");
+  // the distances compare squared norms of means of rows: bounded by 4 max ||phi_i||^2
+  double max_sq = 0;
+  for (index_t i = 0; i < phi.dim(0); ++i) {
+    double s = 0;
+    for (index_t j = 0; j < phi.dim(1); ++j) s += double(phi(i, j)) * double(phi(i, j));
+    max_sq = std::max(max_sq, s);
+  }
+  WEFT_CHECK(4 * max_sq <= std::numeric_limits<double>::max(), value, func,
+             "expected features whose squared row norms stay finite in double (normalised rows, see "
+             "normalize_rows), got a squared norm of ", max_sq);
 }
 }  // namespace detail
 
@@ -120,7 +130,7 @@ HerdingResult herding_argmin(const char* fn, const Tensor<T>& phi, index_t m) {
         const double e = mu[std::size_t(j)] - (S[std::size_t(j)] + double(phi(i, j))) / double(k);
         dist += e * e;
       }
-      if (dist < best_d) best_d = dist, best = i;
+      if (best < 0 || dist < best_d) best_d = dist, best = i;  // the first unpicked row is always a candidate
     }
     picked[std::size_t(best)] = 1;
     for (index_t j = 0; j < d; ++j) S[std::size_t(j)] += double(phi(best, j));

@@ -1,6 +1,7 @@
 // weft/nn/layers.hpp - LayerNorm, activations and the MLP.
 #pragma once
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -34,7 +35,7 @@ class LayerNorm : public Module<T> {
   LayerNorm() = default;
   explicit LayerNorm(index_t dim, real_t<T> eps_ = real_t<T>(1e-5)) : eps(eps_) {
     WEFT_CHECK(dim > 0, shape, "nn::LayerNorm", "expected dim > 0, got ", dim);
-    WEFT_CHECK(eps_ >= 0, value, "nn::LayerNorm", "expected eps >= 0, got ", eps_);
+    WEFT_CHECK(eps_ >= 0 && std::isfinite(eps_), value, "nn::LayerNorm", "expected a finite eps >= 0, got ", eps_);
     gamma = Parameter<T>(Tensor<T>::ones(Shape{dim}), "gamma");
     beta = Parameter<T>(Tensor<T>(Shape{dim}), "beta");
   }

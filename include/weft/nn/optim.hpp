@@ -96,6 +96,7 @@ class Optimizer {
       for (auto& p : groups_[g].params)
         WEFT_CHECK(p.defined(), config, who, "expected defined parameters, got an undefined one in group ", g);
     }
+    check_distinct(who);
   }
   virtual void update() = 0;
 
@@ -112,6 +113,17 @@ class Optimizer {
   std::int64_t& param_steps(const Parameter<T>& p) { return param_state(p).steps; }
 
  private:
+  /// At least one parameter, and none listed twice (it would be stepped twice per step()).
+  void check_distinct(const char* who) const {
+    std::unordered_map<const void*, std::size_t> seen;  // parameter -> its group
+    for (std::size_t g = 0; g < groups_.size(); ++g)
+      for (auto& p : groups_[g].params) {
+        auto ins = seen.emplace(p.id(), g);
+        WEFT_CHECK(ins.second, config, who, "expected each parameter once, got '", p.name(), "' in group ",
+                   ins.first->second, " and again in group ", g);
+      }
+    WEFT_CHECK(!seen.empty(), config, who, "expected at least one parameter, got an empty list");
+  }
   static void check_lr(double lr, const char* who) {
     WEFT_CHECK(lr >= 0 && std::isfinite(lr), value, who, "expected a finite learning rate >= 0, got ", lr);
   }
@@ -195,8 +207,8 @@ class Adam : public Optimizer<T> {
   Adam(std::vector<ParamGroup<T>> groups, const AdamOptions& o = {}, bool decoupled = false)
       : Optimizer<T>(std::move(groups), o.lr, o.weight_decay, decoupled ? "nn::AdamW" : "nn::Adam"),
         o_(o), decoupled_(decoupled) {
-    WEFT_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1 && o.eps > 0, value,
-               decoupled ? "nn::AdamW" : "nn::Adam", "expected betas in [0, 1) and eps > 0, got ", o.beta1, ", ",
+    WEFT_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1 && o.eps > 0 && std::isfinite(o.eps), value,
+               decoupled ? "nn::AdamW" : "nn::Adam", "expected betas in [0, 1) and a finite eps > 0, got ", o.beta1, ", ",
                o.beta2, ", ", o.eps);
   }
   Adam(std::vector<Parameter<T>> params, const AdamOptions& o = {}, bool decoupled = false)

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "weft/core/checked.hpp"
 #include "weft/core/error.hpp"
 #include "weft/core/shape.hpp"
 
@@ -54,11 +55,12 @@ inline index_t param_count(const LayerShape& s, Method m, index_t r, index_t min
   WEFT_CHECK(rank_valid(s, m, r, mini_r), value, "peft::param_count", "expected a valid rank for ", method_name(m),
              " on a layer of shape (", s.out, ", ", s.in, "), got r = ", r, (m == Method::miss_mini ? " (mini_r = " : ""),
              (m == Method::miss_mini ? std::to_string(mini_r) + ")" : std::string()));
+  const char* fn = "peft::param_count";
   switch (m) {
-    case Method::lora: return r * (s.in + s.out) + (lora_bias ? s.out : 0);
+    case Method::lora: return checked_add(checked_mul(r, checked_add(s.in, s.out, fn), fn), lora_bias ? s.out : 0, fn);
     case Method::bone_shared:
-    case Method::bone_affine: return r * s.out;
-    default: return r * mini_r;
+    case Method::bone_affine: return checked_mul(r, s.out, fn);
+    default: return checked_mul(r, mini_r, fn);
   }
 }
 
@@ -66,7 +68,7 @@ inline index_t param_count(const LayerShape& s, Method m, index_t r, index_t min
 inline index_t param_count(const std::vector<LayerShape>& layers, Method m, index_t r, index_t mini_r = 1,
                            bool lora_bias = false) {
   index_t n = 0;
-  for (const auto& s : layers) n += param_count(s, m, r, mini_r, lora_bias);
+  for (const auto& s : layers) n = checked_add(n, param_count(s, m, r, mini_r, lora_bias), "peft::param_count");
   return n;
 }
 
@@ -85,25 +87,63 @@ inline std::vector<LayerShape> llama_shapes(index_t hidden, index_t ffn, index_t
   return out;
 }
 
+namespace detail {
+/// The ascending divisors of g >= 1 (O(sqrt g)).
+inline std::vector<index_t> divisors(index_t g) {
+  std::vector<index_t> lo, hi;
+  for (index_t d = 1; d <= g / d; ++d)
+    if (g % d == 0) {
+      lo.push_back(d);
+      if (d != g / d) hi.push_back(g / d);
+    }
+  lo.insert(lo.end(), hi.rbegin(), hi.rend());
+  return lo;
+}
+inline index_t gcd(index_t a, index_t b) { return b == 0 ? a : gcd(b, a % b); }
+
+/// The ranks that can be closest to target for method `to` (mini_r = 1), whose count is r unit:
+/// every common divisor for bone_affine; else the ends of [1, hi] and the ranks around
+/// target / unit (|r unit - target| is convex in r, so its minimum over any run of ranks is there).
+inline std::vector<index_t> budget_candidates(const std::vector<LayerShape>& layers, Method to, index_t unit,
+                                              index_t target) {
+  index_t g = 0, hi = PTRDIFF_MAX;
+  for (const auto& s : layers) {
+    g = gcd(gcd(g, s.in), s.out);
+    hi = std::min(hi, to == Method::lora ? std::min(s.in, s.out) : s.in);
+  }
+  if (to == Method::bone_affine) return divisors(g);
+  const index_t q = target / unit;
+  std::vector<index_t> c = {1, 2, hi - 1, hi, q - 1, q, q + 1, q + 2};
+  c.erase(std::remove_if(c.begin(), c.end(), [hi](index_t r) { return r < 1 || r > hi; }), c.end());
+  std::sort(c.begin(), c.end());
+  c.erase(std::unique(c.begin(), c.end()), c.end());
+  return c;
+}
+}  // namespace detail
+
 /// The rank of method `to` whose trainable count on `layers` is closest to that of method
 /// `from` with rank r_from (ties go to the smaller rank; only ranks valid on every layer count;
 /// even_only restricts to even ranks, PEFT's advice for Bone). ValueError if none is valid.
+/// Looks at O(1) candidate ranks (O(sqrt(gcd)) of them for bone_affine), not every rank.
 inline index_t equal_budget_rank(const std::vector<LayerShape>& layers, Method from, index_t r_from, Method to,
                                  bool even_only = false) {
   const char* fn = "peft::equal_budget_rank";
   WEFT_CHECK(!layers.empty(), value, fn, "expected at least one layer shape, got none");
   const index_t target = param_count(layers, from, r_from);
-  index_t max_r = 0;
-  for (const auto& s : layers) max_r = std::max(max_r, std::max(s.in, s.out));
+  bool shapes_ok = true;
+  for (const auto& s : layers) shapes_ok = shapes_ok && s.in >= 1 && s.out >= 1;
   index_t best = 0, best_gap = -1;
-  for (index_t r = even_only ? 2 : 1; r <= max_r; r += even_only ? 2 : 1) {
-    bool ok = true;
-    for (const auto& s : layers) ok = ok && rank_valid(s, to, r);
-    if (!ok) continue;
-    const index_t diff = param_count(layers, to, r) - target, gap = diff < 0 ? -diff : diff;
-    if (best_gap < 0 || gap < best_gap) {
-      best = r;
-      best_gap = gap;
+  if (shapes_ok) {
+    const index_t unit = param_count(layers, to, 1);  // the count of rank r is r unit
+    for (index_t r : detail::budget_candidates(layers, to, unit, target)) {
+      bool ok = !even_only || r % 2 == 0;
+      for (const auto& s : layers) ok = ok && rank_valid(s, to, r);
+      if (!ok || r > PTRDIFF_MAX / unit) continue;
+      const index_t diff = r * unit - target, gap = diff < 0 ? -diff : diff;
+      if (best_gap < 0 || gap < best_gap) {
+        best = r;
+        best_gap = gap;
+      }
     }
   }
   WEFT_CHECK(best > 0, value, fn, "expected some rank valid for ", method_name(to), " on every layer, got none");

@@ -12,6 +12,7 @@
 // (0.179%), Houlsby 1,855,104 (0.832%), Pfeiffer 951,360 (0.427%), the paper's fractions.
 #pragma once
 
+#include "weft/core/checked.hpp"
 #include "weft/phm/adapter.hpp"
 
 namespace weft::phm {
@@ -26,8 +27,19 @@ struct ModelShape {
   static ModelShape t5_base() { return ModelShape{}; }
 };
 
-/// k d + d (without bias: k d).
-inline index_t linear_parameters(index_t k, index_t d, bool bias = true) { return k * d + (bias ? d : 0); }
+/// k d + d (without bias: k d); ValueError for negative sizes or a count that overflows index_t.
+inline index_t linear_parameters(index_t k, index_t d, bool bias = true) {
+  const char* fn = "phm::linear_parameters";
+  return checked_add(checked_mul(k, d, fn), bias ? d : 0, fn);
+}
+
+namespace detail {
+/// n^3 (2 n^2 factorised): the parameters of one rule, checked.
+inline index_t rule_parameters(index_t n, bool factorized, const char* fn) {
+  const index_t n2 = checked_mul(n, n, fn);
+  return checked_mul(factorized ? 2 : n, n2, fn);
+}
+}  // namespace detail
 
 /// Parameters of one PhmLinear k -> d with options o; its own rule is counted (n^3 or 2 n^2)
 /// unless o.shared_rule. Divisibility is checked (ConfigError) as the layer would.
@@ -36,16 +48,17 @@ inline index_t phm_linear_parameters(index_t k, index_t d, const PhmOptions& o) 
   WEFT_CHECK(o.n >= 1 && k >= 1 && d >= 1 && k % o.n == 0 && d % o.n == 0, config, fn, "expected n = ", o.n,
              " to divide both in and out features, got in = ", k, ", out = ", d);
   WEFT_CHECK(!o.low_rank || o.rank >= 1, config, fn, "expected a rank >= 1 for low_rank, got ", o.rank);
-  const index_t rule = o.shared_rule ? 0 : (o.factorized_rule ? 2 * o.n * o.n : o.n * o.n * o.n);
-  const index_t w = o.low_rank ? o.rank * (k + d) : k * d / o.n;
-  return rule + w + (o.bias ? d : 0);
+  const index_t rule = o.shared_rule ? 0 : detail::rule_parameters(o.n, o.factorized_rule, fn);
+  const index_t w = o.low_rank ? checked_mul(o.rank, checked_add(k, d, fn), fn) : checked_mul(k / o.n, d, fn);
+  return checked_add(checked_add(rule, w, fn), o.bias ? d : 0, fn);
 }
 
 /// Parameters of one adapter on hidden size dim (a shared rule not included).
 inline index_t adapter_parameters(index_t dim, const AdapterConfig& c) {
   const index_t m = bottleneck(dim, c, "phm::adapter_parameters");
-  if (!c.hypercomplex()) return linear_parameters(dim, m) + linear_parameters(m, dim);
-  return phm_linear_parameters(dim, m, c.phm) + phm_linear_parameters(m, dim, c.phm);
+  const char* fn = "phm::adapter_parameters";
+  if (!c.hypercomplex()) return checked_add(linear_parameters(dim, m), linear_parameters(m, dim), fn);
+  return checked_add(phm_linear_parameters(dim, m, c.phm), phm_linear_parameters(m, dim, c.phm), fn);
 }
 
 /// Trainable parameters of a model with adapters of configuration c on every block.
@@ -64,11 +77,11 @@ inline ParameterCount count_parameters(const ModelShape& model, const AdapterCon
              model.blocks, ", ", model.total_params, ", ", model.layer_norm_params);
   ParameterCount r;
   r.per_adapter = adapter_parameters(model.hidden, c);
-  r.adapters = model.blocks * c.per_block();
-  if (c.hypercomplex() && c.phm.shared_rule)
-    r.shared_rule = c.phm.factorized_rule ? 2 * c.phm.n * c.phm.n : c.phm.n * c.phm.n * c.phm.n;
+  const char* fn = "phm::count_parameters";
+  r.adapters = checked_mul(model.blocks, c.per_block(), fn);
+  if (c.hypercomplex() && c.phm.shared_rule) r.shared_rule = detail::rule_parameters(c.phm.n, c.phm.factorized_rule, fn);
   r.layer_norms = layer_norms ? model.layer_norm_params : 0;
-  r.trainable = r.adapters * r.per_adapter + r.shared_rule + r.layer_norms;
+  r.trainable = checked_add(checked_add(checked_mul(r.adapters, r.per_adapter, fn), r.shared_rule, fn), r.layer_norms, fn);
   r.fraction = double(r.trainable) / double(model.total_params);
   return r;
 }

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 
 #include "weft/core/ops/kron_product.hpp"
 
@@ -56,6 +57,7 @@ struct PathCosts {
 };
 
 namespace detail {
+inline bool positive_finite(double x) { return x > 0 && std::isfinite(x); }
 struct Roofline {
   CostModel c;
   double elem;  // bytes per element
@@ -73,6 +75,15 @@ struct Roofline {
 /// `elem_bytes` bytes (8: double, 4: float).
 inline PathCosts path_costs(const ops::KronDims& m, bool backward, index_t elem_bytes = 8,
                             const CostModel& model = {}) {
+  const char* fn = "phm::path_costs";
+  WEFT_CHECK(m.rows >= 0 && m.n >= 1 && m.p >= 1 && m.q >= 1 && m.r >= 0, value, fn,
+             "expected extents rows >= 0, n, p, q >= 1 and r >= 0, got rows = ", m.rows, ", n = ", m.n, ", p = ", m.p,
+             ", q = ", m.q, ", r = ", m.r);
+  WEFT_CHECK(elem_bytes >= 1, value, fn, "expected elem_bytes >= 1, got ", elem_bytes);
+  WEFT_CHECK(detail::positive_finite(model.gemm_rate) && detail::positive_finite(model.stream_rate) &&
+                 detail::positive_finite(model.bandwidth) && model.call >= 0 && std::isfinite(model.call),
+             value, fn, "expected finite rates and bandwidth > 0 and a finite call cost >= 0, got ", model.gemm_rate, ", ",
+             model.stream_rate, ", ", model.bandwidth, ", ", model.call);
   const detail::Roofline f{model, double(elem_bytes), elem_bytes <= 4 ? 2.0 : 1.0};
   const double N = double(m.rows), n = double(m.n), p = double(m.p), q = double(m.q), r = double(m.r);
   const double k = n * p, d = n * q, R = N * n;

@@ -58,8 +58,9 @@ class MaskTransform : public nn::WeightTransform<T> {
 
  public:
   explicit MaskTransform(Mask m) : mask_(std::move(m)) {
-    WEFT_CHECK(mask_.numel() > 0 && index_t(mask_.keep.size()) == mask_.numel(), shape, "prune::MaskTransform",
-               "expected a non-empty mask, got ", mask_.rows, " x ", mask_.cols);
+    mask_.validate("prune::MaskTransform");
+    WEFT_CHECK(mask_.numel() > 0, shape, "prune::MaskTransform", "expected a non-empty mask, got ", mask_.rows, " x ",
+               mask_.cols);
     keep_ = mask_.template as_tensor<T>();
   }
   std::string name() const override { return "mask"; }
@@ -97,6 +98,7 @@ void check_masks(const std::vector<NamedLinear<T>>& layers, const std::vector<Ma
     WEFT_CHECK(layers[i].second != nullptr && layers[i].second->weight.defined(), config, fn,
                "expected constructed layers, got an empty one at '", layers[i].first, "'");
     const Shape& s = layers[i].second->weight.shape();
+    masks[i].validate(fn);
     WEFT_CHECK(masks[i].rows == s[0] && masks[i].cols == s[1] && index_t(masks[i].keep.size()) == s.numel(), shape, fn,
                "expected mask ", i, " of shape ", s, " for layer '", layers[i].first, "', got ", masks[i].rows, " x ",
                masks[i].cols);

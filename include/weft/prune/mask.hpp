@@ -36,6 +36,7 @@
 #include <limits>
 #include <vector>
 
+#include "weft/core/checked.hpp"
 #include "weft/core/parallel.hpp"
 #include "weft/core/tensor.hpp"
 #include "weft/prune/select.hpp"
@@ -59,8 +60,18 @@ struct Mask {
   std::vector<std::uint8_t> keep;
 
   Mask() = default;
-  /// A mask that keeps everything.
-  Mask(index_t r, index_t c) : rows(r), cols(c), keep(std::size_t(r * c), std::uint8_t(1)) {}
+  /// A mask that keeps everything; ShapeError for negative extents, ValueError when r c overflows.
+  Mask(index_t r, index_t c) : rows(r), cols(c), keep(std::size_t(checked_extent(r, c, "prune::Mask")), std::uint8_t(1)) {}
+
+  /// Raises unless rows, cols >= 0, keep holds rows cols entries and each is 0 or 1 (a mask filled
+  /// by hand or read from a file may not be). Every function taking a Mask calls it.
+  void validate(const char* fn = "prune::Mask::validate") const {
+    const index_t n = checked_extent(rows, cols, fn);
+    WEFT_CHECK(index_t(keep.size()) == n, shape, fn, "expected ", n, " keep entries for a ", rows, " x ", cols,
+               " mask, got ", keep.size());
+    for (std::size_t i = 0; i < keep.size(); ++i)
+      WEFT_CHECK(keep[i] <= 1, value, fn, "expected keep entries 0 or 1, got ", int(keep[i]), " at ", i);
+  }
 
   index_t numel() const noexcept { return rows * cols; }
   bool kept(index_t r, index_t c) const { return keep[std::size_t(r * cols + c)] != 0; }
@@ -88,6 +99,12 @@ struct Mask {
     return a.rows == b.rows && a.cols == b.cols && a.keep == b.keep;
   }
   friend bool operator!=(const Mask& a, const Mask& b) { return !(a == b); }
+
+ private:
+  static index_t checked_extent(index_t r, index_t c, const char* fn) {
+    WEFT_CHECK(r >= 0 && c >= 0, shape, fn, "expected non-negative extents, got ", r, " x ", c);
+    return checked_mul(r, c, fn);
+  }
 };
 
 /// Number of entries a group of n loses under exact_count / sorted_index_le's index: floor(s n).
@@ -267,8 +284,24 @@ struct MaskSelection {
   mask_group group = mask_group::matrix;
   index_t group_cols = 0;  ///< columns per group: block_cols (column_block), m (n_of_m), else cols
 
+  /// Raises unless the fields fit together: group_cols >= 1 (dividing cols for n_of_m) and one
+  /// threshold per group (the mask's entries are not read; see Mask::validate).
+  void validate(const char* fn = "prune::MaskSelection::validate") const {
+    WEFT_CHECK(mask.rows >= 0 && mask.cols >= 0 && group_cols >= 1 &&
+                   (group != mask_group::n_of_m || mask.cols % group_cols == 0),
+               shape, fn, "expected a ", mask.rows, " x ", mask.cols, " mask and group_cols >= 1 (dividing cols for n_of_m), got ",
+               group_cols);
+    const index_t groups = group == mask_group::row            ? mask.rows
+                           : group == mask_group::column_block ? (mask.cols + group_cols - 1) / group_cols
+                           : group == mask_group::n_of_m       ? checked_mul(mask.rows, mask.cols / group_cols, fn)
+                                                               : 1;
+    WEFT_CHECK(index_t(thresholds.size()) == groups, shape, fn, "expected ", groups, " thresholds (one per group), got ",
+               thresholds.size());
+  }
+
   /// The threshold of the group holding weight (r, c).
   double threshold_at(index_t r, index_t c) const {
+    validate("prune::MaskSelection::threshold_at");
     WEFT_CHECK(r >= 0 && r < mask.rows && c >= 0 && c < mask.cols, shape, "prune::MaskSelection::threshold_at",
                "expected a position inside ", mask.rows, " x ", mask.cols, ", got (", r, ", ", c, ")");
     switch (group) {

@@ -107,12 +107,14 @@ class LsqQuantizerBase : public WeightQuantizer<T> {
   int bits() const override { return o_.bits; }
   const LsqOptions& options() const noexcept { return o_; }
   const ops::LsqRange& range() const noexcept { return range_; }
+  ops::LsqRange code_range() const override { return range_; }
   /// Q_P, the top code (1 for signed 1 bit).
   double qp() const noexcept { return range_.hi; }
   /// The gradient scale g = 1 / sqrt(Q_P N) for a weight of shape s.
   double gradient_scale(const Shape& s) const { return 1.0 / std::sqrt(qp() * double(group_size(s))); }
 
-  /// Re-initialises the scale from w (see the file comment); w must be finite.
+  /// Re-initialises the scale from w (see the file comment); w must be finite. A w of another
+  /// shape resizes the scale in place: handles to `scale` (an optimiser's) stay valid.
   void init_from(const Tensor<T>& w) {
     const char* fn = "quant::LsqQuantizer::init_from";
     WEFT_CHECK(w.defined() && w.rank() >= 1 && w.numel() > 0, shape, fn, "expected a non-empty weight, got shape ",
@@ -139,7 +141,9 @@ class LsqQuantizerBase : public WeightQuantizer<T> {
       }
       s.flat(m) = T(std::min(std::max(v, ops::lsq_min_scale), ops::lsq_max_scale<T>(range_)));
     }
+    // an existing handle keeps its identity (an optimiser holding it trains the new scale)
     if (scale.defined() && scale.shape() == s.shape()) scale.value().copy_from(s);
+    else if (scale.defined()) scale.set_value(std::move(s));
     else scale = Parameter<T>(s, "s");
     shape_ = w.shape();
   }

@@ -12,12 +12,16 @@
 // there. Quantisers take their scalar path while any code is frozen.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "weft/core/autograd/tape.hpp"
+#include "weft/core/checked.hpp"
 #include "weft/core/ops/fake_quant.hpp"
+#include "weft/core/ops/fake_quant_lsq.hpp"
 #include "weft/nn/attach.hpp"
 
 namespace weft::quant {
@@ -49,8 +53,31 @@ struct QuantizedWeights {
   std::vector<T> step;             ///< one per group: s / n (StatsQ) or max(s, 1e-5) (LSQ)
   T offset = T(0);                 ///< 1/2 (StatsQ) or 0 (LSQ)
 
-  /// The dequantised weight; equals the quantiser's forward output bit for bit.
+  /// Raises unless the fields fit together (as a deserialiser may not ensure): bits in 1..8,
+  /// positive geometry covering shape.numel() elements, one code per element, each in the b-bit
+  /// range of some scheme ([-2^(b-1), 2^b - 1]), one finite step per group, a finite offset.
+  void validate(const char* fn = "quant::QuantizedWeights::validate") const {
+    detail::check_bits(bits, fn);
+    const ops::FqGeometry& g = geometry;
+    WEFT_CHECK(g.outer >= 1 && g.groups >= 1 && g.inner >= 1, shape, fn, "expected a geometry with outer, groups, inner >= 1, got (",
+               g.outer, ", ", g.groups, ", ", g.inner, ")");
+    const index_t n = checked_mul(checked_mul(g.outer, g.groups, fn), g.inner, fn);
+    WEFT_CHECK(n == shape.numel() && index_t(codes.size()) == n, shape, fn, "expected ", shape.numel(),
+               " codes (shape ", shape, ") and a geometry of as many elements, got ", codes.size(), " codes and ", n,
+               " elements");
+    WEFT_CHECK(index_t(step.size()) == g.groups, shape, fn, "expected one step per group (", g.groups, "), got ", step.size());
+    const int lo = -(1 << (bits - 1)), hi = (1 << bits) - 1;
+    for (std::size_t i = 0; i < codes.size(); ++i)
+      WEFT_CHECK(codes[i] >= lo && codes[i] <= hi, value, fn, "expected ", bits, "-bit codes in [", lo, ", ", hi, "], got ",
+                 codes[i], " at ", i);
+    for (std::size_t m = 0; m < step.size(); ++m)
+      WEFT_CHECK(std::isfinite(double(step[m])), value, fn, "expected finite steps, got ", step[m], " for group ", m);
+    WEFT_CHECK(std::isfinite(double(offset)), value, fn, "expected a finite offset, got ", offset);
+  }
+
+  /// The dequantised weight; equals the quantiser's forward output bit for bit. Validates first.
   Tensor<T> dequantize() const {
+    validate("quant::QuantizedWeights::dequantize");
     Tensor<T> w(shape);
     const ops::FqGeometry& g = geometry;
     for (index_t m = 0; m < g.groups; ++m)
@@ -76,11 +103,33 @@ class WeightQuantizer : public nn::WeightTransform<T> {
   /// Incremented by every forward that refreshes codes().
   std::uint64_t code_version() const noexcept { return version_; }
 
-  /// Pins element i (flat index into the weight) to code k. Needs a training forward first
-  /// (the weight's size is taken from codes()).
+  /// The codes this quantiser produces: [lo, hi], without 0 when `sign` (sign codes {-1, +1}).
+  /// The default is the signed b-bit range [-2^(b-1), 2^(b-1) - 1] (StatsQ's).
+  virtual ops::LsqRange code_range() const {
+    ops::LsqRange r;
+    r.lo = -double(1 << (bits() - 1));
+    r.hi = double((1 << (bits() - 1)) - 1);
+    return r;
+  }
+  /// Whether k is one of code_range()'s codes.
+  bool valid_code(qcode_t k) const {
+    const ops::LsqRange r = code_range();
+    return double(k) >= r.lo && double(k) <= r.hi && !(r.sign && k == 0);
+  }
+  /// The valid code nearest to v (half to even; a sign quantiser maps 0 to +1).
+  qcode_t nearest_code(double v) const {
+    const ops::LsqRange r = code_range();
+    const double k = std::nearbyint(std::min(std::max(v, r.lo), r.hi));
+    return qcode_t(r.sign && k == 0 ? (v >= 0 ? 1 : -1) : k);
+  }
+
+  /// Pins element i (flat index into the weight) to code k, one of code_range()'s. Needs a
+  /// training forward first (the weight's size is taken from codes()).
   void freeze_at(index_t i, qcode_t k) {
     WEFT_CHECK(i >= 0 && std::size_t(i) < codes_.size(), shape, "quant::WeightQuantizer::freeze_at",
                "expected an index in [0, ", codes_.size(), ") (after a training forward), got ", i);
+    WEFT_CHECK(valid_code(k), value, "quant::WeightQuantizer::freeze_at", "expected a code in [", code_range().lo, ", ",
+               code_range().hi, "]", (code_range().sign ? " other than 0" : ""), " for ", bits(), " bits, got ", k);
     if (frozen_.size() != codes_.size()) {
       frozen_.assign(codes_.size(), 0);
       frozen_codes_.assign(codes_.size(), 0);

@@ -281,7 +281,7 @@ class OscillationTracker {
     const std::vector<std::uint8_t>& fm = e.q->frozen_mask();
     for (std::size_t i = 0; i < k.size(); ++i) {
       if (double(e.freq[i]) > o_.freeze_threshold && (fm.empty() || !fm[i]))
-        e.q->freeze_at(index_t(i), qcode_t(std::nearbyint(e.ema[i])));  // half to even, as torch.round
+        e.q->freeze_at(index_t(i), e.q->nearest_code(double(e.ema[i])));  // half to even, as torch.round
       e.ema[i] = m * float(k[i]) + (1 - m) * e.ema[i];
     }
   }

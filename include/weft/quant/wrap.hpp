@@ -129,8 +129,8 @@ QuantizedWeights<T> export_weights(nn::Linear<T>& layer) {
 template <class T>
 Tensor<T> quantized_linear(const QuantizedWeights<T>& qw, const Tensor<T>& x, const Tensor<T>* bias = nullptr) {
   const char* fn = "quant::quantized_linear";
-  WEFT_CHECK(qw.shape.rank() == 2 && index_t(qw.codes.size()) == qw.shape.numel(), shape, fn,
-             "expected codes of a rank-2 weight, got shape ", qw.shape);
+  qw.validate(fn);
+  WEFT_CHECK(qw.shape.rank() == 2, shape, fn, "expected codes of a rank-2 weight, got shape ", qw.shape);
   const index_t out = qw.shape[0], in = qw.shape[1];
   const bool per_row = qw.geometry.outer == 1 && qw.geometry.groups == out && qw.geometry.inner == in;
   const bool per_tensor = qw.geometry.groups == 1;

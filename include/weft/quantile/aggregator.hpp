@@ -28,6 +28,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "weft/core/autograd/functions/arith.hpp"
@@ -131,8 +132,8 @@ class Aggregator {
  public:
   explicit Aggregator(const AggregatorOptions& o = {}) : o_(o) {
     const char* fn = "quantile::Aggregator";
-    WEFT_CHECK(o.steps >= 0 && o.lr > 0 && o.batch_size >= 0 && o.eval_every >= 1 && o.patience >= 1, config, fn,
-               "expected steps >= 0, lr > 0, batch_size >= 0, eval_every >= 1, patience >= 1, got ", o.steps, ", ",
+    WEFT_CHECK(o.steps >= 0 && o.lr > 0 && std::isfinite(o.lr) && o.batch_size >= 0 && o.eval_every >= 1 && o.patience >= 1, config, fn,
+               "expected steps >= 0, a finite lr > 0, batch_size >= 0, eval_every >= 1, patience >= 1, got ", o.steps, ", ",
                o.lr, ", ", o.batch_size, ", ", o.eval_every, ", ", o.patience);
     WEFT_CHECK(o.dropout >= 0 && o.dropout < 1 && o.hidden >= 1 && o.layers >= 1, config, fn,
                "expected 0 <= dropout < 1, hidden >= 1, layers >= 1, got ", o.dropout, ", ", o.hidden, ", ", o.layers);
@@ -143,38 +144,16 @@ class Aggregator {
                    o.train_transform == Monotonize::isotonic,
                config, fn, "expected train_transform none, sort or isotonic, got ", to_string(o.train_transform));
     WEFT_CHECK(!(o.local && o.scheme == Scheme::average), config, fn, "expected a weighted scheme for local = true, got average");
+    check_optimizer_options(o, fn);
   }
   const AggregatorOptions& options() const noexcept { return o_; }
 
   /// Trains the weights on G (n, p, m) against y (n); local schemes need features X (n, d).
+  /// A fit that throws leaves the aggregator as it was (the work is done on a copy).
   void fit(const Tensor<T>& G, const Tensor<T>& y, const std::vector<double>& levels, const Tensor<T>& X = Tensor<T>()) {
-    check_inputs(G, &y, levels, X, true, "quantile::Aggregator::fit");
-    WEFT_CHECK(o_.margin_matrix.empty() || index_t(o_.margin_matrix.size()) == G.dim(2) * G.dim(2), config,
-               "quantile::Aggregator::fit", "expected margin_matrix of ", G.dim(2) * G.dim(2), " values (m x m), got ",
-               o_.margin_matrix.size());
-    p_ = G.dim(1);
-    m_ = G.dim(2);
-    d_ = o_.local ? X.dim(1) : 0;
-    levels_ = levels;
-    history_.clear();
-    if (o_.scheme == Scheme::average) return;
-    const index_t n = G.dim(0);
-    index_t steps = o_.steps;
-    if (o_.validation_fraction > 0) {
-      Rng split(o_.seed ^ 0x5eedULL);
-      std::vector<index_t> perm = split.permutation(n), tr, va;
-      const index_t nv = std::max<index_t>(1, index_t(std::floor(o_.validation_fraction * double(n))));
-      WEFT_CHECK(n - nv >= 1, shape, "quantile::Aggregator::fit", "expected rows left for training after the validation split, got ", n, " rows");
-      for (index_t r = 0; r < n; ++r) (r < nv ? va : tr).push_back(perm[std::size_t(r)]);
-      init_params();
-      steps = train(G, y, X, tr, &va, o_.steps);
-    }
-    init_params();
-    std::vector<index_t> all(static_cast<std::size_t>(n));
-    for (index_t i = 0; i < n; ++i) all[std::size_t(i)] = i;
-    history_.clear();
-    train(G, y, X, all, nullptr, steps);
-    best_steps_ = steps;
+    Aggregator next(*this);
+    next.fit_in_place(G, y, levels, X);
+    *this = std::move(next);
   }
 
   /// Aggregated predictions (n, m) (with the in-training transform applied, if one is set).
@@ -207,6 +186,50 @@ class Aggregator {
   index_t best_steps() const noexcept { return best_steps_; }
 
  private:
+  void fit_in_place(const Tensor<T>& G, const Tensor<T>& y, const std::vector<double>& levels, const Tensor<T>& X) {
+    check_inputs(G, &y, levels, X, true, "quantile::Aggregator::fit");
+    WEFT_CHECK(o_.margin_matrix.empty() || index_t(o_.margin_matrix.size()) == G.dim(2) * G.dim(2), config,
+               "quantile::Aggregator::fit", "expected margin_matrix of ", G.dim(2) * G.dim(2), " values (m x m), got ",
+               o_.margin_matrix.size());
+    p_ = G.dim(1);
+    m_ = G.dim(2);
+    d_ = o_.local ? X.dim(1) : 0;
+    levels_ = levels;
+    history_.clear();
+    if (o_.scheme == Scheme::average) return;
+    const index_t n = G.dim(0);
+    index_t steps = o_.steps;
+    if (o_.validation_fraction > 0) {
+      Rng split(o_.seed ^ 0x5eedULL);
+      std::vector<index_t> perm = split.permutation(n), tr, va;
+      const index_t nv = std::max<index_t>(1, index_t(std::floor(o_.validation_fraction * double(n))));
+      WEFT_CHECK(n - nv >= 1, shape, "quantile::Aggregator::fit", "expected rows left for training after the validation split, got ", n, " rows");
+      for (index_t r = 0; r < n; ++r) (r < nv ? va : tr).push_back(perm[std::size_t(r)]);
+      init_params();
+      steps = train(G, y, X, tr, &va, o_.steps);
+    }
+    init_params();
+    std::vector<index_t> all(static_cast<std::size_t>(n));
+    for (index_t i = 0; i < n; ++i) all[std::size_t(i)] = i;
+    history_.clear();
+    train(G, y, X, all, nullptr, steps);
+    best_steps_ = steps;
+  }
+
+  /// The options Adam and the margin penalty read, checked here rather than inside fit().
+  static void check_optimizer_options(const AggregatorOptions& o, const char* fn) {
+    WEFT_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1, config, fn,
+               "expected beta1 and beta2 in [0, 1), got ", o.beta1, " and ", o.beta2);
+    WEFT_CHECK(o.weight_decay >= 0 && std::isfinite(o.weight_decay) && std::isfinite(o.margin_weight), config, fn,
+               "expected a finite weight_decay >= 0 and a finite margin_weight, got ", o.weight_decay, " and ",
+               o.margin_weight);
+    WEFT_CHECK(o.margin_delta >= 0 && std::isfinite(o.margin_delta), config, fn,
+               "expected a finite margin_delta >= 0, got ", o.margin_delta);
+    for (std::size_t i = 0; i < o.margin_matrix.size(); ++i)
+      WEFT_CHECK(std::isfinite(o.margin_matrix[i]), config, fn, "expected finite margin_matrix entries, got ",
+                 o.margin_matrix[i], " at ", i);
+  }
+
   index_t sources() const { return o_.scheme == Scheme::fine ? p_ * m_ : p_; }
   index_t out_rows() const { return o_.scheme == Scheme::coarse ? 1 : m_; }
 

@@ -29,10 +29,16 @@ inline void check_levels(const std::vector<double>& levels, const char* func) {
   }
 }
 
+/// The largest m even_levels() accepts: more levels than this is a caller's mistake (and an
+/// allocation of gigabytes), not a quantile model.
+inline constexpr index_t max_even_levels = 1000000;
+
 /// The m evenly spaced levels k / (m + 1), k = 1..m (m = 19: 0.05, 0.10, ..., 0.95), each
 /// rounded to the nearest multiple of 1e-12 so that 0.05 is the double nearest 0.05.
+/// ValueError unless 1 <= m <= max_even_levels.
 inline std::vector<double> even_levels(index_t m) {
-  WEFT_CHECK(m >= 1, value, "quantile::even_levels", "expected m >= 1, got ", m);
+  WEFT_CHECK(m >= 1 && m <= max_even_levels, value, "quantile::even_levels", "expected 1 <= m <= ", max_even_levels,
+             ", got ", m);
   std::vector<double> t(static_cast<std::size_t>(m));
   for (index_t k = 0; k < m; ++k) t[std::size_t(k)] = std::round(1e12 * double(k + 1) / double(m + 1)) / 1e12;
   return t;

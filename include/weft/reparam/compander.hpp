@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "weft/core/autograd/tape.hpp"
+#include "weft/core/checked.hpp"
 #include "weft/nn/attach.hpp"
 #include "weft/reparam/kernels.hpp"
 #include "weft/reparam/psi.hpp"
@@ -118,9 +119,11 @@ class CompanderBase : public nn::WeightTransform<T> {
  protected:
   explicit CompanderBase(const CompanderOptions& o, double limit) : opts_(o) {
     const char* fn = "reparam::Compander";
-    WEFT_CHECK(o.a > 0 && o.b > 0 && std::isfinite(o.a) && std::isfinite(o.b), value, fn,
-               "expected finite a > 0 and b > 0, got a = ", o.a, ", b = ", o.b);
-    WEFT_CHECK(o.floor > 0 && std::isfinite(o.floor), value, fn, "expected a finite floor > 0, got ", o.floor);
+    WEFT_CHECK(positive_in<T>(o.a) && positive_in<T>(o.b), value, fn,
+               "expected finite a > 0 and b > 0 that stay normal, non-zero numbers in the weight type, got a = ", o.a,
+               ", b = ", o.b);
+    WEFT_CHECK(positive_in<T>(o.floor), value, fn,
+               "expected a finite floor > 0 that stays a normal, non-zero number in the weight type, got ", o.floor);
     WEFT_CHECK(!o.learnable || (o.a >= o.floor && o.b >= o.floor), value, fn,
                "expected learnable a, b >= floor = ", o.floor, ", got a = ", o.a, ", b = ", o.b);
     WEFT_CHECK(o.ab_lr_multiplier >= 0 && std::isfinite(o.ab_lr_multiplier), value, fn,

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "weft/core/autograd/tape.hpp"
+#include "weft/core/checked.hpp"
 #include "weft/core/ops/reduce.hpp"
 #include "weft/core/ops/softmax.hpp"
 
@@ -106,8 +107,8 @@ template <class T>
 void check_logits(const char* func, const Var<T>& logits, const CrossEntropyOptions& o) {
   WEFT_CHECK(logits.rank() == 2 && logits.dim(0) > 0 && logits.dim(1) > 0, shape, func,
              "expected non-empty logits of shape (N, C), got ", logits.shape());
-  WEFT_CHECK(o.temperature > 0 && std::isfinite(o.temperature), value, func,
-             "expected a finite temperature > 0, got ", o.temperature);
+  WEFT_CHECK(positive_in<real_t<T>>(o.temperature), value, func,
+             "expected a finite temperature > 0 whose reciprocal is finite in the logits' type, got ", o.temperature);
 }
 template <class T>
 Tensor<T> reduce_loss(Tape<T>& t, const Tensor<T>& per_sample, Reduction r) {
