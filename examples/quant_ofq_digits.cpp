@@ -360,7 +360,7 @@ int main(int argc, char** argv) {
   put("(4) frozen weights keep their bits across every CGA optimiser step", "frozen weights that moved", double(viol), "== 0",
       true, viol == 0);
   const double a_sq = mean(col(ra, ArmA::statsq, acc)), a_cga = mean(col(ra, ArmA::cga, acc));
-  put("(5) CGA keeps accuracy: |acc(StatsQ+CGA) - acc(StatsQ)| <= 0.03", "mean accuracy difference CGA - StatsQ",
+  put("(5) CGA keeps accuracy: abs(acc(StatsQ+CGA) - acc(StatsQ)) <= 0.03", "mean accuracy difference CGA - StatsQ",
       a_cga - a_sq, "abs <= 0.03", true, std::abs(a_cga - a_sq) <= 0.03);
   put("StatsQ oscillates less than LSQ (paper; spec: not reproduced at this scale, ratio 0.9 +- 0.3)",
       "osc_rate ratio StatsQ / LSQ", o_sq / o_lsq, "", false, true);

@@ -63,10 +63,18 @@ inline std::string csv_field(const std::string& s) {
   return q + "\"";
 }
 
+/// A table cell: '|' would end the cell, so it is escaped as Markdown wants (write abs() instead
+/// in claims and metrics; this only keeps the table whole if one slips through).
+inline std::string cell(const std::string& s) {
+  std::string out;
+  for (char c : s) out += c == '|' ? std::string("\\|") : std::string(1, c);
+  return out;
+}
+
 /// Prints the row (Markdown) and appends it to $WEFT_REPORT_CSV. Returns whether it passed.
 inline bool emit(const Row& r) {
-  std::printf("| %s | %s | %s | %.4g | %s | %s | %d | %.1f |\n", r.experiment.c_str(), r.claim.c_str(),
-              r.metric.c_str(), r.value, r.bound.empty() ? "-" : r.bound.c_str(), verdict(r).c_str(), r.seeds,
+  std::printf("| %s | %s | %s | %.4g | %s | %s | %d | %.1f |\n", cell(r.experiment).c_str(), cell(r.claim).c_str(),
+              cell(r.metric).c_str(), r.value, r.bound.empty() ? "-" : cell(r.bound).c_str(), verdict(r).c_str(), r.seeds,
               r.seconds);
   std::fflush(stdout);
   if (const char* path = std::getenv("WEFT_REPORT_CSV")) {
