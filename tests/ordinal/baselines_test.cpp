@@ -128,7 +128,7 @@ TEST_CASE("ordinal/model: Brier score and binned calibration MSE on hand-compute
   CHECK(ordinal::brier_score(probs, {0, 2}, {3.0, 1.0}) == doctest::Approx((3 * 0.5 + 0.38) / 4));
   CHECK_THROWS_AS(ordinal::brier_score(probs, {0, 3}), ValueError);
   CHECK_THROWS_AS(ordinal::brier_score(probs, {0}), ShapeError);
-  Tensor<double> bad = probs;  // NaN probabilities and bad weights: a ValueError, not NaN
+  Tensor<double> bad = probs.clone();  // NaN probabilities and bad weights: a ValueError, not NaN
   bad(1, 1) = std::nan("");
   CHECK_THROWS_WITH_AS(ordinal::brier_score(bad, {0, 2}),
                        doctest::Contains("ordinal::brier_score: expected finite probabilities, got NaN or Inf"),
