@@ -541,6 +541,29 @@ TEST_CASE("core/io: npy int64 round trip") {
                        doctest::Contains("expected 48 bytes for shape (2, 3)"), weft::IoError);
 }
 
+TEST_CASE("core/io: npy from a stream reads the same bytes as from a file") {
+  Tensor<double> a(Shape{2, 3});
+  for (index_t i = 0; i < 6; ++i) a.data()[i] = 0.25 * double(i) - 1;
+  weft::save_npy(tmp("stream.npy"), a);
+  std::istringstream in(read_file(tmp("stream.npy")), std::ios::binary);
+  Tensor<double> b = weft::load_npy_stream<double>(in);
+  CHECK(b.shape() == a.shape());
+  CHECK(std::memcmp(a.data(), b.data(), 6 * sizeof(double)) == 0);
+  std::istringstream bad("not a numpy file");
+  CHECK_THROWS_WITH_AS(weft::load_npy_stream<double>(bad, {}, "packet 7"),
+                       doctest::Contains("weft::load_npy_stream: expected a .npy file"),
+                       weft::IoError);
+  std::istringstream bad2("not a numpy file");
+  CHECK_THROWS_WITH_AS(weft::load_npy_stream<double>(bad2, {}, "packet 7"),
+                       doctest::Contains("packet 7"), weft::IoError);
+  weft::Int64Array i8;
+  i8.shape = Shape{3};
+  i8.values = {-5, 0, 9};
+  weft::save_npy(tmp("stream_i8.npy"), i8);
+  std::istringstream in8(read_file(tmp("stream_i8.npy")), std::ios::binary);
+  CHECK(weft::load_npy_int64_stream(in8).values == i8.values);
+}
+
 TEST_CASE("core/io: npy save checks its input and the path") {
   CHECK_THROWS_AS(weft::save_npy(tmp("u.npy"), Tensor<double>()), weft::ShapeError);
   CHECK_THROWS_WITH_AS(weft::save_npy(tmp("no_such_dir/x.npy"), Tensor<double>(Shape{2})),

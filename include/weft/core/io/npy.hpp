@@ -1,4 +1,5 @@
-// weft/core/io/npy.hpp - NumPy .npy files: save_npy, load_npy, npy_info, and int64 arrays.
+// weft/core/io/npy.hpp - NumPy .npy files: save_npy, load_npy, npy_info, and int64 arrays;
+// load_npy_stream / load_npy_int64_stream read the same bytes from a seekable std::istream.
 //
 // The format (https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html):
 // the magic "\x93NUMPY", a major and minor version byte, the header length (2 bytes little
@@ -368,11 +369,11 @@ inline NpyInfo npy_info(const std::string& path) {
   return detail::npy_read_header(in, path, "npy_info").info;
 }
 
-/// Loads a C-order .npy file into a new tensor (see the file comment for dtypes and convert).
+namespace detail {
+
 template <class T>
-Tensor<T> load_npy(const std::string& path, const NpyLoadOptions& opts = {}) {
-  constexpr const char* func = "load_npy";
-  std::ifstream in = detail::npy_open(path, func);
+Tensor<T> load_npy_impl(std::istream& in, const std::string& path, const NpyLoadOptions& opts,
+                        const char* func) {
   const detail::NpyHeader h = detail::npy_read_header(in, path, func);
   const std::string& d = h.info.dtype;
   const std::size_t itemsize = detail::npy_itemsize(d);
@@ -406,10 +407,7 @@ Tensor<T> load_npy(const std::string& path, const NpyLoadOptions& opts = {}) {
   return t;
 }
 
-/// Loads a C-order '<i8' .npy file (labels, indices). Raises IoError for any other dtype.
-inline Int64Array load_npy_int64(const std::string& path) {
-  constexpr const char* func = "load_npy_int64";
-  std::ifstream in = detail::npy_open(path, func);
+inline Int64Array load_npy_int64_impl(std::istream& in, const std::string& path, const char* func) {
   const detail::NpyHeader h = detail::npy_read_header(in, path, func);
   WEFT_CHECK(h.info.dtype == "<i8", io, func, "expected dtype '<i8' in ", path, ", got '",
              h.info.dtype, "' (use load_npy<T> for floating-point data)");
@@ -418,6 +416,36 @@ inline Int64Array load_npy_int64(const std::string& path) {
   a.values.resize(std::size_t(detail::npy_check_data(h, 8, path, func)));
   detail::npy_read_raw(in, a.values.data(), a.values.size() * 8, path, func);
   return a;
+}
+
+}  // namespace detail
+
+/// Loads a C-order .npy file into a new tensor (see the file comment for dtypes and convert).
+template <class T>
+Tensor<T> load_npy(const std::string& path, const NpyLoadOptions& opts = {}) {
+  std::ifstream in = detail::npy_open(path, "load_npy");
+  return detail::load_npy_impl<T>(in, path, opts, "load_npy");
+}
+
+/// load_npy from a seekable binary stream holding a whole .npy file (an std::istringstream of
+/// bytes received over a network, an archive member). `source_name` names the stream in error
+/// messages. Raises IoError as load_npy does.
+template <class T>
+Tensor<T> load_npy_stream(std::istream& in, const NpyLoadOptions& opts = {},
+                          const std::string& source_name = "<stream>") {
+  return detail::load_npy_impl<T>(in, source_name, opts, "load_npy_stream");
+}
+
+/// Loads a C-order '<i8' .npy file (labels, indices). Raises IoError for any other dtype.
+inline Int64Array load_npy_int64(const std::string& path) {
+  std::ifstream in = detail::npy_open(path, "load_npy_int64");
+  return detail::load_npy_int64_impl(in, path, "load_npy_int64");
+}
+
+/// load_npy_int64 from a seekable binary stream holding a whole .npy file.
+inline Int64Array load_npy_int64_stream(std::istream& in,
+                                        const std::string& source_name = "<stream>") {
+  return detail::load_npy_int64_impl(in, source_name, "load_npy_int64_stream");
 }
 
 }  // namespace weft
