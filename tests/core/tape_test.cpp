@@ -249,6 +249,26 @@ TEST_CASE("core/autograd/tape: 1000 training steps on one tape stop growing its 
   CHECK(last_loss < 0.5 * first_loss);  // it did train
 }
 
+TEST_CASE("core/autograd/tape: value() and grad() references stay valid while more ops are recorded") {
+  Tape<double> tape;
+  Var<double> x = tape.variable(Tensor<double>::vector_of({1, 2, 3}));
+  const Tensor<double>& xv = x.value();  // held across thousands of ops (ASan checks the reads)
+  const Tensor<double>* address = &xv;
+  Var<double> acc = x;
+  for (int i = 0; i < 5000; ++i) acc = acc + tape.constant(Tensor<double>::vector_of({0, 0, 1e-3}));
+  CHECK(&x.value() == address);
+  CHECK(xv(0) == 1.0);
+  CHECK(xv(2) == 3.0);
+  Var<double> loss = weft::sum(acc * acc);
+  const Tensor<double>& g = x.grad();  // undefined until backward, the same object after it
+  tape.backward(loss);
+  CHECK(&x.grad() == &g);
+  CHECK(g(2) == doctest::Approx(2 * (3 + 5.0)));
+  // a detached copy of a node's value recorded after many nodes still reads the same data
+  Var<double> d = tape.detach(x);
+  CHECK(d.value().data() == xv.data());
+}
+
 // ---------------------------------------------------------------------------------------------
 // parameters
 

@@ -13,11 +13,12 @@
 //   tape.backward(y);            // x.grad() == 2 x
 //   tape.reset();                // before the next step; x and y are invalid afterwards
 //
-// Lifetime: a Var is an index into its tape. Its value() and grad() are valid until reset().
-// Keep results with value().clone(). The references value() and grad() return point into the
-// tape's node list, which recording the next op may move: copy the handle (`Tensor<T> v =
-// x.value();`, no element copy) to hold it across further ops. Parameters (Tape::param) live
-// outside the tape: their gradients accumulate into Parameter::grad() and survive reset().
+// Lifetime: a Var is an index into its tape. The references its value() and grad() return stay
+// valid until the tape's reset() (or destruction), however many ops are recorded meanwhile:
+// nodes live in fixed chunks that never move, so `const Tensor<T>& v = x.value();` may be held
+// across further ops. Keep a result beyond reset() with value().clone() (the values of ops
+// live in the tape's arena, which reset() rewinds). Parameters (Tape::param) live outside the
+// tape: their gradients accumulate into Parameter::grad() and survive reset().
 //
 // Custom ops: Tape::record(value, {inputs...}, backward) where backward is any callable
 // `void(Tape<T>&, const Tensor<T>& grad_out)` that adds into `tape.grad_sink(input)` for
@@ -35,6 +36,7 @@
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
+#include <memory>
 #include <new>
 #include <type_traits>
 #include <utility>
@@ -213,7 +215,7 @@ class Tape {
     for (std::int32_t i = root.id(); i >= 0; --i) {
       Node& n = nodes_[std::size_t(i)];
       if (n.run && n.grad.defined()) {
-        // copy the handle: the closure may allocate and grow nothing, but keep it safe
+        // a handle copy: the closure may replace n.grad through grad_sink of its own node
         Tensor<T> go = n.grad;
         n.run(n.closure, *this, go);
       }
@@ -252,11 +254,8 @@ class Tape {
     WEFT_CHECK(value.defined(), shape, "Tape::record", "expected a defined value tensor, got an undefined one");
     WEFT_CHECK(nodes_.size() < std::size_t(INT32_MAX), config, "Tape::record",
                "expected fewer than 2^31 nodes on one tape, got more; reset the tape between steps");
-    Tensor<T> v = value;  // copy the handle first: `value` may be a node's value (detach,
-                          // constant(x.value())), which emplace_back can reallocate away
-    nodes_.emplace_back();
-    Node& n = nodes_.back();
-    n.value = std::move(v);
+    Node& n = nodes_.emplace_back();
+    n.value = value;
     n.requires_grad = requires_grad;
     return Var<T>(this, std::int32_t(nodes_.size() - 1), gen_);
   }
@@ -284,13 +283,44 @@ class Tape {
   Node& node(const Var<T>& v) { return const_cast<Node&>(static_cast<const Tape&>(*this).node(v)); }
 
   void clear_nodes() {
-    for (auto& n : nodes_)
+    nodes_.for_each([](Node& n) {
       if (n.destroy) n.destroy(n.closure);
+    });
     nodes_.clear();
   }
 
+  // The nodes, in chunks of kChunk that are allocated once and never move: a reference to a
+  // node (Var::value(), grad_sink) stays valid while more ops are recorded, and after the first
+  // steps of a training loop recording allocates nothing. clear() releases the nodes' tensor
+  // handles and keeps the chunks.
+  class NodeStore {
+   public:
+    static constexpr std::size_t kChunk = 256;
+    Node& operator[](std::size_t i) noexcept { return chunks_[i / kChunk][i % kChunk]; }
+    const Node& operator[](std::size_t i) const noexcept { return chunks_[i / kChunk][i % kChunk]; }
+    Node& back() noexcept { return (*this)[n_ - 1]; }
+    std::size_t size() const noexcept { return n_; }
+    std::size_t capacity() const noexcept { return chunks_.size() * kChunk; }
+    Node& emplace_back() {
+      if (n_ == capacity()) chunks_.push_back(std::unique_ptr<Node[]>(new Node[kChunk]));
+      return (*this)[n_++];
+    }
+    template <class F>
+    void for_each(F&& f) {
+      for (std::size_t i = 0; i < n_; ++i) f((*this)[i]);
+    }
+    void clear() noexcept {
+      for (std::size_t i = 0; i < n_; ++i) (*this)[i] = Node{};
+      n_ = 0;
+    }
+
+   private:
+    std::vector<std::unique_ptr<Node[]>> chunks_;
+    std::size_t n_ = 0;
+  };
+
   detail::Arena arena_;
-  std::vector<Node> nodes_;
+  NodeStore nodes_;
   bool backward_done_ = false;
   std::uint32_t gen_ = 0;
 };
