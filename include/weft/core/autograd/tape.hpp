@@ -215,7 +215,7 @@ class Tape {
     for (std::int32_t i = root.id(); i >= 0; --i) {
       Node& n = nodes_[std::size_t(i)];
       if (n.run && n.grad.defined()) {
-        // a handle copy: the closure may replace n.grad through grad_sink of its own node
+        // a handle copy: grad_out stays the same tensor whatever the closure does to the node
         Tensor<T> go = n.grad;
         n.run(n.closure, *this, go);
       }
