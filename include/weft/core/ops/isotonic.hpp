@@ -81,39 +81,50 @@ WEFT_COLD T pooled_mean_scaled(T a, W ca, T b, W cb) noexcept {
 }
 }  // namespace detail
 
-/// Unweighted isotonic regression of q[0..m) into out (may alias q). `counts` is scratch for m
-/// indices; on return counts[0..blocks) are the block sizes, left to right. Returns the number
-/// of blocks. O(m), no allocation.
-template <class T>
-index_t isotonic_row(const T* q, T* out, index_t m, index_t* counts) noexcept {
+namespace detail {
+/// PAVA, the one implementation behind isotonic_row and isotonic_row_weighted. A stack of
+/// blocks (mean out[b], size counts[b], weight sum wsum[b] when Weighted) grows left to right;
+/// each new value starts a block that is pooled with the blocks before it while their mean is
+/// higher. Unweighted, a block's weight is its size and a pooled mean is the sum times a
+/// reciprocal of the sizes alone (keeps the division off the dependency chain); weighted, it is
+/// the weighted sum over the weight sum. Then the block means are expanded into out.
+template <class T, bool Weighted>
+index_t pava_row(const T* q, const T* w, T* out, index_t m, index_t* counts, T* wsum) noexcept {
   if (m <= 0) return 0;
-  // the last block lives in registers (tv, tc); blocks 0..top-1 are on the stack out/counts
-  T tv = q[0];
+  // the mean of a block over weight wa pooled with one over weight wb
+  const auto pool = [](T a, T wa, T b, T wb) {
+    T pooled;
+    if constexpr (Weighted) pooled = (wa * a + wb * b) / (wa + wb);
+    else pooled = (wa * a + wb * b) * (T(1) / (wa + wb));  // sizes: exact sums, one reciprocal
+    if (WEFT_UNLIKELY(!std::isfinite(pooled))) pooled = pooled_mean_scaled(a, wa, b, wb);
+    return pooled;
+  };
+  // the last block lives in registers (tv, tw, tc); blocks 0..top-1 are on the stack
+  // out/wsum/counts (unweighted, a block's weight is its size and wsum is not used)
+  T tv = q[0], tw = Weighted ? w[0] : T(1);
   index_t tc = 1, top = 0;
   for (index_t i = 1; i < m; ++i) {
     const T v = q[i];  // read before the stack writes out[top] (top < i), which may be q[i]'s slot
-    if (!(v < tv)) {   // no violation: the last block goes onto the stack, v starts a new one
+    const T vw = Weighted ? w[i] : T(1);
+    if (!(v < tv)) {  // no violation: the last block goes onto the stack, v starts a new one
       out[top] = tv;
+      if constexpr (Weighted) wsum[top] = tw;
       counts[top++] = tc;
       tv = v;
+      tw = vw;
       tc = 1;
       continue;
     }
     // pool v into the last block, then the last block with those before it while they are higher
-    // (each mean times a reciprocal of the counts alone, which keeps the division off the chain)
-    T inv = T(1) / T(real_t<T>(tc + 1));
-    T pooled = (T(real_t<T>(tc)) * tv + v) * inv;
-    if (WEFT_UNLIKELY(!std::isfinite(pooled))) pooled = detail::pooled_mean_scaled(tv, real_t<T>(tc), v, real_t<T>(1));
-    tv = pooled;
+    tv = pool(tv, tw, v, vw);
+    tw = Weighted ? tw + vw : T(real_t<T>(tc + 1));
     ++tc;
     while (top > 0 && tv < out[top - 1]) {
-      const index_t pc = counts[top - 1], cc = pc + tc;
-      inv = T(1) / T(real_t<T>(cc));
-      pooled = (T(real_t<T>(pc)) * out[top - 1] + T(real_t<T>(tc)) * tv) * inv;
-      if (WEFT_UNLIKELY(!std::isfinite(pooled)))
-        pooled = detail::pooled_mean_scaled(out[top - 1], real_t<T>(pc), tv, real_t<T>(tc));
-      tv = pooled;
-      tc = cc;
+      const index_t pc = counts[top - 1];
+      const T pw = Weighted ? wsum[top - 1] : T(real_t<T>(pc));
+      tv = pool(out[top - 1], pw, tv, tw);
+      tw = Weighted ? pw + tw : T(real_t<T>(pc + tc));
+      tc += pc;
       --top;
     }
   }
@@ -130,36 +141,22 @@ index_t isotonic_row(const T* q, T* out, index_t m, index_t* counts) noexcept {
   }
   return top + 1;
 }
+}  // namespace detail
+
+/// Unweighted isotonic regression of q[0..m) into out (may alias q). `counts` is scratch for m
+/// indices; on return counts[0..blocks) are the block sizes, left to right. Returns the number
+/// of blocks. O(m), no allocation.
+template <class T>
+index_t isotonic_row(const T* q, T* out, index_t m, index_t* counts) noexcept {
+  return detail::pava_row<T, false>(q, nullptr, out, m, counts, nullptr);
+}
 
 /// Weighted isotonic regression: argmin sum_k w[k] (t_k - q_k)^2 over non-decreasing t. Weights
 /// must be positive. `counts` (m indices) and `wsum` (m values) are scratch; counts as in
 /// isotonic_row. Singleton blocks keep q exactly. Returns the number of blocks.
 template <class T>
 index_t isotonic_row_weighted(const T* q, const T* w, T* out, index_t m, index_t* counts, T* wsum) noexcept {
-  index_t top = -1;
-  for (index_t i = 0; i < m; ++i) {
-    T v = q[i], ws = w[i];
-    index_t c = 1;
-    while (top >= 0 && v < out[top]) {
-      const T total = wsum[top] + ws;
-      const T pooled = (wsum[top] * out[top] + ws * v) / total;
-      v = WEFT_UNLIKELY(!std::isfinite(pooled)) ? detail::pooled_mean_scaled(out[top], wsum[top], v, ws) : pooled;
-      ws = total;
-      c += counts[top];
-      --top;
-    }
-    out[++top] = v;
-    wsum[top] = ws;
-    counts[top] = c;
-  }
-  index_t end = m;
-  for (index_t b = top; b >= 0; --b) {
-    const T v = out[b];
-    const index_t lo = end - counts[b];
-    for (index_t k = lo; k < end; ++k) out[k] = v;
-    end = lo;
-  }
-  return top + 1;
+  return detail::pava_row<T, true>(q, w, out, m, counts, wsum);
 }
 
 // ---------------------------------------------------------------------------------------------
