@@ -31,45 +31,60 @@ struct LinearQROptions {
 
 namespace detail {
 
-inline double pinball_objective(const RowMatrix<double>& A, const Eigen::VectorXd& y, const Eigen::VectorXd& beta,
-                                double tau) {
-  const Eigen::VectorXd r = y - A * beta;
-  double s = 0;
+// The solver is a template on the scalar (double wherever weft calls it) so that Eigen's LDLT,
+// LLT and FullPivLU are compiled only in translation units that fit a model, not in every one
+// that includes this header.
+template <class Real>
+using QrVec = Eigen::Matrix<Real, Eigen::Dynamic, 1>;
+template <class Real>
+using QrMat = Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>;
+
+template <class DA, class DY, class DB>
+typename DA::Scalar pinball_objective(const Eigen::MatrixBase<DA>& A, const Eigen::MatrixBase<DY>& y,
+                                      const Eigen::MatrixBase<DB>& beta, typename DA::Scalar tau) {
+  using Real = typename DA::Scalar;
+  const QrVec<Real> r = y - A * beta;
+  Real s = 0;
   for (index_t i = 0; i < r.size(); ++i) s += r(i) < 0 ? (tau - 1) * r(i) : tau * r(i);
   return s;
 }
 
 /// Largest step in (0, 1] keeping v + step dv >= 0 (times 0.99995 when limited by a bound).
-inline double max_step(const Eigen::VectorXd& v, const Eigen::VectorXd& dv) {
-  double a = 1.0 / 0.99995;
+template <class DV, class DD>
+typename DV::Scalar max_step(const Eigen::MatrixBase<DV>& v, const Eigen::MatrixBase<DD>& dv) {
+  using Real = typename DV::Scalar;
+  Real a = Real(1) / Real(0.99995);
   for (index_t i = 0; i < v.size(); ++i)
     if (dv(i) < 0) a = std::min(a, -v(i) / dv(i));
-  return std::min(1.0, 0.99995 * a);
+  return std::min(Real(1), Real(0.99995) * a);
 }
 
 /// beta minimising the pinball loss at level tau for design A (n, p) and targets y.
-inline Eigen::VectorXd rq_interior_point(const RowMatrix<double>& A, const Eigen::VectorXd& y, double tau,
-                                         const LinearQROptions& o, int* iterations = nullptr) {
+template <class Real>
+QrVec<Real> rq_interior_point(const RowMatrix<Real>& A, const QrVec<Real>& y, Real tau, const LinearQROptions& o,
+                              int* iterations = nullptr) {
+  using Vec = QrVec<Real>;
+  using Mat = QrMat<Real>;
   const index_t n = A.rows(), p = A.cols();
-  const Eigen::VectorXd c = -y, u = Eigen::VectorXd::Ones(n);
-  const Eigen::VectorXd b = (1 - tau) * (A.transpose() * u);
-  Eigen::VectorXd x = Eigen::VectorXd::Constant(n, 1 - tau), s = u - x;
+  const Vec c = -y, u = Vec::Ones(n);
+  const Vec b = (1 - tau) * (A.transpose() * u);
+  Vec x = Vec::Constant(n, 1 - tau), s = u - x;
   // dual start: least squares, then z - w = c - A y split into two positive parts
-  Eigen::LDLT<Eigen::MatrixXd> ls(A.transpose() * A);
-  Eigen::VectorXd yd = ls.solve(A.transpose() * c);
-  Eigen::VectorXd r = c - A * yd;
-  const double shift = std::max(1e-8, 0.1 * r.cwiseAbs().mean());
-  Eigen::VectorXd z = r.cwiseMax(0.0).array() + shift, w = (-r).cwiseMax(0.0).array() + shift;
-  Eigen::VectorXd q(n), rhat(n), dx(n), dz(n), dw(n), dy(p), hx(n), hs(n);
+  Eigen::LDLT<Mat> ls(A.transpose() * A);
+  Vec yd = ls.solve(A.transpose() * c);
+  Vec r = c - A * yd;
+  const Real shift = std::max(Real(1e-8), Real(0.1) * r.cwiseAbs().mean());
+  Vec z = r.cwiseMax(Real(0)).array() + shift, w = (-r).cwiseMax(Real(0)).array() + shift;
+  Vec q(n), rhat(n), dx(n), dz(n), dw(n), dy(p), hx(n), hs(n);
   int it = 0;
   for (; it < o.max_iter; ++it) {
-    const double gap = x.dot(z) + s.dot(w);
+    const Real gap = x.dot(z) + s.dot(w);
     if (gap <= o.tol * (1 + std::abs(c.dot(x)))) break;
-    const Eigen::VectorXd rb = b - A.transpose() * x, rc = c - A * yd - z + w;
+    const Vec rb = b - A.transpose() * x, rc = c - A * yd - z + w;
     q = (z.cwiseQuotient(x) + w.cwiseQuotient(s)).cwiseInverse();
-    const Eigen::MatrixXd M = A.transpose() * q.asDiagonal() * A;
-    Eigen::LLT<Eigen::MatrixXd> llt(M);
-    auto direction = [&](const Eigen::VectorXd& hxv, const Eigen::VectorXd& hsv) {
+    const Mat M = A.transpose() * q.asDiagonal() * A;
+    Eigen::LLT<Mat> llt(M);
+    auto direction = [&](const Vec& hxv, const Vec& hsv) {
       rhat = rc - hxv + hsv;
       dy = llt.solve(rb + A.transpose() * q.cwiseProduct(rhat));
       dx = q.cwiseProduct(A * dy - rhat);
@@ -77,12 +92,12 @@ inline Eigen::VectorXd rq_interior_point(const RowMatrix<double>& A, const Eigen
       dw = hsv + w.cwiseQuotient(s).cwiseProduct(dx);
     };
     direction(-z, -w);  // affine scaling (predictor)
-    double ap = std::min(max_step(x, dx), max_step(s, -dx)), ad = std::min(max_step(z, dz), max_step(w, dw));
-    const double mu = gap / double(2 * n);
-    const double mu_aff = ((x + ap * dx).dot(z + ad * dz) + (s - ap * dx).dot(w + ad * dw)) / double(2 * n);
-    const double sigma = std::pow(mu_aff / mu, 3);
-    hx = (Eigen::VectorXd::Constant(n, sigma * mu) - x.cwiseProduct(z) - dx.cwiseProduct(dz)).cwiseQuotient(x);
-    hs = (Eigen::VectorXd::Constant(n, sigma * mu) - s.cwiseProduct(w) + dx.cwiseProduct(dw)).cwiseQuotient(s);
+    Real ap = std::min(max_step(x, dx), max_step(s, -dx)), ad = std::min(max_step(z, dz), max_step(w, dw));
+    const Real mu = gap / Real(2 * n);
+    const Real mu_aff = ((x + ap * dx).dot(z + ad * dz) + (s - ap * dx).dot(w + ad * dw)) / Real(2 * n);
+    const Real sigma = std::pow(mu_aff / mu, 3);
+    hx = (Vec::Constant(n, sigma * mu) - x.cwiseProduct(z) - dx.cwiseProduct(dz)).cwiseQuotient(x);
+    hs = (Vec::Constant(n, sigma * mu) - s.cwiseProduct(w) + dx.cwiseProduct(dw)).cwiseQuotient(s);
     direction(hx, hs);  // corrector
     ap = std::min(max_step(x, dx), max_step(s, -dx));
     ad = std::min(max_step(z, dz), max_step(w, dw));
@@ -93,22 +108,22 @@ inline Eigen::VectorXd rq_interior_point(const RowMatrix<double>& A, const Eigen
     w += ad * dw;
   }
   if (iterations) *iterations = it;
-  Eigen::VectorXd beta = -yd;
+  Vec beta = -yd;
   if (!o.crossover) return beta;
   // crossover: interpolate the p rows closest to the fit; keep that vertex if it is no worse
-  const Eigen::VectorXd res = (y - A * beta).cwiseAbs();
+  const Vec res = (y - A * beta).cwiseAbs();
   std::vector<index_t> idx(static_cast<std::size_t>(n));
   std::iota(idx.begin(), idx.end(), index_t(0));
   std::partial_sort(idx.begin(), idx.begin() + p, idx.end(), [&](index_t i, index_t j) { return res(i) < res(j); });
-  Eigen::MatrixXd B(p, p);
-  Eigen::VectorXd yb(p);
+  Mat B(p, p);
+  Vec yb(p);
   for (index_t k = 0; k < p; ++k) {
     B.row(k) = A.row(idx[std::size_t(k)]);
     yb(k) = y(idx[std::size_t(k)]);
   }
-  Eigen::FullPivLU<Eigen::MatrixXd> lu(B);
+  Eigen::FullPivLU<Mat> lu(B);
   if (lu.rank() == p) {
-    const Eigen::VectorXd vertex = lu.solve(yb);
+    const Vec vertex = lu.solve(yb);
     if (pinball_objective(A, y, vertex, tau) <= pinball_objective(A, y, beta, tau)) beta = vertex;
   }
   return beta;
