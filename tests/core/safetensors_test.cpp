@@ -192,12 +192,12 @@ TEST_CASE("core/safetensors: half and bfloat16 encodings, exhaustively and at th
   // every non-NaN bit pattern decodes and encodes back to itself (from float and from double)
   for (std::uint32_t b = 0; b < 65536; ++b) {
     const auto h = std::uint16_t(b);
-    const double x = detail::st_decode_small(h, 5, 10), y = detail::st_decode_small(h, 8, 7);
-    if (!std::isnan(x)) REQUIRE(detail::st_encode_small(double(float(x)), 5, 10) == h);
-    if (!std::isnan(y)) REQUIRE(detail::st_encode_small(y, 8, 7) == h);
-    if (std::isnan(x)) REQUIRE(std::isnan(detail::st_decode_small(detail::st_encode_small(x, 5, 10), 5, 10)));
+    const double x = weft::detail::st_decode_small(h, 5, 10), y = weft::detail::st_decode_small(h, 8, 7);
+    if (!std::isnan(x)) REQUIRE(weft::detail::st_encode_small(double(float(x)), 5, 10) == h);
+    if (!std::isnan(y)) REQUIRE(weft::detail::st_encode_small(y, 8, 7) == h);
+    if (std::isnan(x)) REQUIRE(std::isnan(weft::detail::st_decode_small(weft::detail::st_encode_small(x, 5, 10), 5, 10)));
   }
-  auto f16 = [](double x) { return detail::st_encode_small(x, 5, 10); };
+  auto f16 = [](double x) { return weft::detail::st_encode_small(x, 5, 10); };
   CHECK(f16(1.0) == 0x3c00);
   CHECK(f16(-2.0) == 0xc000);
   CHECK(f16(65504.0) == 0x7bff);       // largest finite
@@ -221,9 +221,9 @@ TEST_CASE("core/safetensors: half and bfloat16 encodings, exhaustively and at th
     const float f = float_of(u);
     if (std::isnan(f)) continue;
     const std::uint32_t expect = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;  // overflow carries into inf
-    REQUIRE(detail::st_encode_small(double(f), 8, 7) == std::uint16_t(expect));
+    REQUIRE(weft::detail::st_encode_small(double(f), 8, 7) == std::uint16_t(expect));
   }
-  CHECK(bits_of(float(detail::st_decode_small(0x3f80, 8, 7))) == 0x3f800000u);
+  CHECK(bits_of(float(weft::detail::st_decode_small(0x3f80, 8, 7))) == 0x3f800000u);
 }
 
 TEST_CASE("core/safetensors: the writer's layout, byte for byte") {
