@@ -367,6 +367,7 @@ TEST_CASE("core/safetensors: every malformed header is an IoError naming the ten
 TEST_CASE("core/safetensors: file errors name the path; accessors check dtype, rank and range") {
   const std::string missing = tmp("no_such_dir") + "/x.safetensors";
   CHECK_THROWS_WITH_AS(load_safetensors(missing), doctest::Contains(("weft::load_safetensors: cannot open " + missing).c_str()), IoError);
+  CHECK_THROWS_WITH_AS(load_safetensors(fs::temp_directory_path().string()), doctest::Contains("weft::load_safetensors: cannot"), IoError);
   const std::string bad = tmp("bad.safetensors");
   {
     Bytes b = st_file(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", Bytes(4));

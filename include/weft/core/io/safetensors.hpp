@@ -442,6 +442,15 @@ inline SafetensorsFile load_safetensors(const std::string& path) {
   const std::streamoff size = in.tellg();
   in.seekg(0, std::ios::beg);
   WEFT_CHECK(size >= 0, io, func, "cannot read the size of ", path);
+  if (size > 0) {  // a directory opens and reports a bogus size on some file systems
+    char c = 0;
+    errno = 0;
+    in.read(&c, 1);
+    const int rerr = errno;
+    WEFT_CHECK(in.gcount() == 1, io, func, "cannot read ", path,
+               rerr ? std::string(" (") + std::strerror(rerr) + ")" : std::string());
+    in.seekg(0, std::ios::beg);
+  }
   SafetensorsFile f;
   f.source_ = path;
   f.buf_.resize(std::size_t(size));
