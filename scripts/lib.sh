@@ -3,10 +3,11 @@
 weft_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 weft_jobs=$(nproc 2>/dev/null || echo 2)
 
-# Installs the Debian packages weft needs when some are missing (apt-get update first). Runs as
-# root or through sudo; on a machine without apt-get it only checks for cmake and a compiler.
+# Installs the Debian packages weft needs when some are missing (apt-get update first), plus
+# the extra packages a caller passes (scripts/test: the PyTorch cross-check's). Runs as root or
+# through sudo; on a machine without apt-get it only checks for cmake and a compiler.
 weft_ensure_packages() {
-  local pkgs="cmake g++ make libeigen3-dev libxsimd-dev doctest-dev libbenchmark-dev libcli11-dev $*"
+  local pkgs="cmake g++ make libeigen3-dev libxsimd-dev nlohmann-json3-dev doctest-dev libbenchmark-dev libcli11-dev $*"
   if ! command -v dpkg-query >/dev/null 2>&1; then
     command -v cmake >/dev/null && command -v c++ >/dev/null && return 0
     echo "weft: cmake and a C++17 compiler are required (and Eigen 3.4, xsimd, doctest)" >&2

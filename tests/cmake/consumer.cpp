@@ -1,8 +1,10 @@
-// A consumer of weft: trains y = 2x + 1 with one Linear weight and prints "consumer ok".
+// A consumer of weft: trains y = 2x + 1 with one Linear weight, round-trips the weights through
+// safetensors (so the package's nlohmann_json dependency is found) and prints "consumer ok".
 #include <cmath>
 #include <cstdio>
 
 #include "weft/core/autograd.hpp"
+#include "weft/core/io/safetensors.hpp"
 
 int main() {
   using namespace weft;
@@ -23,6 +25,9 @@ int main() {
   const double wv = w.value().flat(0), bv = b.value().flat(0);
   std::printf("w = %.6f, b = %.6f (weft %s)\n", wv, bv, WEFT_VERSION_STRING);
   if (std::abs(wv - 2) > 1e-6 || std::abs(bv - 1) > 1e-6) return 1;
+  const auto bytes = safetensors_bytes({safetensors_entry("w", w.value()), safetensors_entry("b", b.value())});
+  const SafetensorsFile f = load_safetensors_bytes(bytes.data(), bytes.size());
+  if (f.tensor<double>("w").flat(0) != wv || f.tensor<double>("b").flat(0) != bv) return 1;
   std::printf("consumer ok\n");
   return 0;
 }
