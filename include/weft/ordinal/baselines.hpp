@@ -139,9 +139,12 @@ void po_derivatives(const Problem<T>& P, const Workspace<T>& ws, const Mat<doubl
 }
 
 /// Binary logistic of z (0/1 per row) on X1 = [1, standardised x] with normalised weights w:
-/// mean NLL and, when asked, its gradient and Hessian.
-inline double logit_evaluate(const Mat<double>& X1, const Vec<double>& w, const Vec<double>& z, const Vec<double>& th,
-                             Vec<double>* g, Mat<double>* H) {
+/// mean NLL and, when asked, its gradient and Hessian. (Templates on nothing a caller writes,
+/// `int = 0`, here and below: Eigen's products and LDLT then compile only where a baseline is
+/// fitted, not in every translation unit that includes this header.)
+template <int = 0>
+double logit_evaluate(const Mat<double>& X1, const Vec<double>& w, const Vec<double>& z, const Vec<double>& th,
+                      Vec<double>* g, Mat<double>* H) {
   const Vec<double> eta = X1 * th;
   Vec<double> r(eta.size()), hw(eta.size());
   double s = 0;
@@ -174,8 +177,9 @@ bool po_keeps_growing(const Problem<T>& P, const Vec<double>& phi, const Mat<dou
 }
 
 /// The same probe for one binary logistic fit (lambda = 0) at th.
-inline bool logit_keeps_growing(const Mat<double>& X1, const Vec<double>& w, const Vec<double>& z,
-                                const Vec<double>& th) {
+template <int = 0>
+bool logit_keeps_growing(const Mat<double>& X1, const Vec<double>& w, const Vec<double>& z,
+                         const Vec<double>& th) {
   Vec<double> t = th, g;
   Mat<double> H;
   bool growing = true;

@@ -62,7 +62,8 @@ namespace detail {
 
 /// A: (alpha~, beta~) -> (alpha, beta) with beta_j = beta~_j / s_j, alpha_k = alpha~_k -
 /// sum_j beta~_j m_j / s_j (the map from standardised to unstandardised parameters).
-inline Mat<double> unstandardise_map(const std::vector<double>& m, const std::vector<double>& s, index_t km1) {
+template <int = 0>
+Mat<double> unstandardise_map(const std::vector<double>& m, const std::vector<double>& s, index_t km1) {
   const index_t p = index_t(m.size());
   Mat<double> A = Mat<double>::Identity(km1 + p, km1 + p);
   for (index_t j = 0; j < p; ++j) {

@@ -108,8 +108,13 @@ struct PreparedHessian {
   double damp = 0;                 ///< the value added to the diagonal
 };
 
+// The functions below are templates (on nothing a caller writes: `int = 0`) so that Eigen's
+// LLT compiles only in translation units that call them, not in every one that includes this
+// header (issue 22: header compile time).
+
 /// Dead-input fix and damping of a square symmetric H (see the file comment).
-inline PreparedHessian prepare_hessian(const RowMatrix<double>& h, double percdamp) {
+template <int = 0>
+PreparedHessian prepare_hessian(const RowMatrix<double>& h, double percdamp) {
   const char* fn = "prune::prepare_hessian";
   WEFT_CHECK(h.rows() > 0 && h.rows() == h.cols(), shape, fn, "expected a non-empty square Hessian, got ", h.rows(),
              " x ", h.cols());
@@ -130,7 +135,8 @@ inline PreparedHessian prepare_hessian(const RowMatrix<double>& h, double percda
 }
 
 namespace detail {
-inline Eigen::LLT<Eigen::MatrixXd> cholesky(const Eigen::MatrixXd& a, const char* fn, const char* what) {
+template <int = 0>
+Eigen::LLT<Eigen::MatrixXd> cholesky(const Eigen::MatrixXd& a, const char* fn, const char* what) {
   Eigen::LLT<Eigen::MatrixXd> llt(a);
   WEFT_CHECK(llt.info() == Eigen::Success, value, fn, "expected ", what,
              " to be positive definite (Cholesky failed); raise percdamp or check the calibration data");
@@ -139,7 +145,8 @@ inline Eigen::LLT<Eigen::MatrixXd> cholesky(const Eigen::MatrixXd& a, const char
 }  // namespace detail
 
 /// d_j = [H^-1]_jj of the prepared H (dead inputs and damping applied with percdamp).
-inline std::vector<double> inverse_hessian_diag(const RowMatrix<double>& h, double percdamp = 0.01) {
+template <int = 0>
+std::vector<double> inverse_hessian_diag(const RowMatrix<double>& h, double percdamp = 0.01) {
   const char* fn = "prune::inverse_hessian_diag";
   PreparedHessian p = prepare_hessian(h, percdamp);
   const Eigen::MatrixXd a = p.h;
@@ -160,7 +167,8 @@ struct ObsFactor {
 };
 
 /// U = upper Cholesky factor of H^-1 (H prepared with percdamp), as general.py / sparsegpt.py.
-inline ObsFactor obs_factor(const RowMatrix<double>& h, double percdamp = 0.01) {
+template <int = 0>
+ObsFactor obs_factor(const RowMatrix<double>& h, double percdamp = 0.01) {
   const char* fn = "prune::obs_factor";
   PreparedHessian p = prepare_hessian(h, percdamp);
   const Eigen::MatrixXd a = p.h;
