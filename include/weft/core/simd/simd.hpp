@@ -9,6 +9,7 @@
 // is compiled for (SSE2 on plain x86-64; -march=native in weft's own tests and benchmarks).
 #pragma once
 
+#include <cstdint>
 #include <type_traits>
 
 #include "weft/config.hpp"
@@ -69,6 +70,25 @@ inline void map3(const T* a, const T* b, const T* c, T* out, index_t n, FV&& fv,
   index_t i = 0;
   for (; i < full; i += W) store(out + i, fv(load(a + i), load(b + i), load(c + i)));
   for (; i < n; ++i) out[i] = fs(a[i], b[i], c[i]);
+}
+
+/// a * b + c (fused where the instruction set has it).
+template <class T>
+inline batch<T> fma(const batch<T>& a, const batch<T>& b, const batch<T>& c) { return xsimd::fma(a, b, c); }
+/// The sum of the lanes (the order is xsimd's, fixed for a given instruction set).
+template <class T>
+inline T reduce_add(const batch<T>& b) { return xsimd::hadd(b); }
+
+/// 32-bit words, as many lanes as batch<float> (the packed low-bit kernels of deploy/).
+using word_batch = xsimd::batch<std::uint32_t>;
+static_assert(word_batch::size == xsimd::batch<float>::size, "weft: a word batch must have as many lanes as a float batch");
+/// width<float> consecutive words from p (no alignment needed).
+inline word_batch load_words(const std::uint32_t* p) { return word_batch::load_unaligned(p); }
+/// (w >> shift) & mask in every lane, as float: one bit field of each word, exact for a mask
+/// below 2^24 (packed codes are at most 8 bits).
+inline batch<float> field_to_float(const word_batch& w, int shift, std::uint32_t mask) {
+  const word_batch f = (w >> shift) & word_batch(mask);
+  return xsimd::to_float(xsimd::bitwise_cast<xsimd::batch<std::int32_t>>(f));
 }
 #endif
 

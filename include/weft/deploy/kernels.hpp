@@ -1,0 +1,326 @@
+// weft/deploy/kernels.hpp - y = x W^T (+ bias) with packed low-bit W (deploy/packed.hpp):
+// float activations (gemm, gemm_reference; linear() on tensors) and int8 activations for 2 and
+// 4 bits (gemm_int8). Only core headers; no allocation in the pointer API (the caller passes
+// scratch), no exceptions needed beyond WEFT_CHECK.
+//
+// Math. Row r of the output, for one row x of the input, with groups g of W's row:
+//   y_r = sum_g step_rg sum_{c in g} x_c (u_rc + bias)  (+ b_r)
+// The float kernels add bias to the unpacked code before the multiply (one add per code, or
+// per vector), so they sum the same terms x_c (k_rc + offset) as x Q(W)^T, in another order.
+// The correction-term form step (sum x u + bias sum x), with sum x shared by every output row,
+// saves that add but cancels badly: after a ReLU every x_c >= 0, sum x u and bias sum x are
+// each up to |bias| / |u + bias| times larger than their difference, and a trained 4-bit LSQ
+// MLP lost a factor 15 in accuracy (1.5e-5 against 1e-6 relative). The int8 path below uses it,
+// where integer sums are exact.
+//
+// Paths. gemm_reference is the scalar loop above, group by group. gemm runs the vector body
+// when simd::active<float> and the words of a row do not straddle groups (every Bits but 3
+// with GroupSize > 0, which takes the reference): per block of N words (N = float lanes), lane
+// l holds word l; for each of the P code slots of a word one shift + mask + int->float + add
+// gives u + bias of slot i of N words, multiplied with x permuted once per input row so that
+// slot i of N consecutive words is contiguous (scratch). Each lane accumulates its word's dot
+// product; the block's steps (one per lane) scale it into the row's total. GEMM unpacks a
+// block once for up to 4 input rows. Words past the last full block take a scalar tail. The
+// summation orders differ: both paths agree with the exact x Q(W)^T to a few float ulps times
+// sum_c |x_c| |w_rc| (tests use 1e-5 of it).
+//
+// int8 path (gemm_int8, Bits 2 and 4): x_b is quantised per row to q = round(x / a) with
+// a = max |x_b| / 127 (q in [-127, 127]); per group the integer dot sum q u and sum q are
+// exact int32; y_r = a sum_g step_rg (dot_g + bias sum_g q) (+ b_r). Error: the activation
+// rounding, at most a / 2 per element.
+//
+// Threads. Output rows are split over parallel_for; every output element is computed by one
+// call in a fixed order that does not depend on the split, so 1 and N threads give the same
+// bits. Inputs are checked (shapes, finite x) before anything is written.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "weft/core/error.hpp"
+#include "weft/core/parallel.hpp"
+#include "weft/core/simd/simd.hpp"
+#include "weft/core/tensor.hpp"
+#include "weft/deploy/packed.hpp"
+
+namespace weft::deploy {
+
+namespace detail {
+
+/// Output rows per parallel_for chunk at least (chunks depend on the thread count, results not).
+inline constexpr index_t row_grain = 64;
+
+template <int Bits, int GroupSize>
+inline constexpr bool vector_format = (GroupSize == 0 || GroupSize % (32 / Bits) == 0);
+
+template <int Bits, int GroupSize>
+void check_args(const PackedView<Bits, GroupSize>& w, const float* x, index_t batch, const float* y, const void* scratch,
+                const char* fn) {
+  WEFT_CHECK(w.rows >= 1 && w.cols >= 1 && w.words && w.steps, shape, fn,
+             "expected a packed weight with rows, cols >= 1 and storage, got (", w.rows, ", ", w.cols, ")");
+  WEFT_CHECK(batch >= 1, shape, fn, "expected at least one input row, got ", batch);
+  WEFT_CHECK(x && y && scratch, value, fn, "expected x, y and scratch buffers, got a null pointer");
+  for (index_t i = 0; i < batch * w.cols; ++i)
+    WEFT_CHECK(std::isfinite(x[i]), value, fn, "expected finite inputs, got ", x[i], " at row ", i / w.cols, ", column ",
+               i % w.cols);
+}
+
+/// sum_c x_c (u_c + bias) over the codes of one word (first code at column c0).
+template <int Bits>
+inline float word_dot(word_t wd, const float* x, index_t c0, index_t cols, float bias) {
+  constexpr int P = 32 / Bits;
+  const index_t n = std::min<index_t>(P, cols - c0);
+  float d = 0.0f;
+  for (index_t i = 0; i < n; ++i) d += x[c0 + i] * (float((wd >> (int(i) * Bits)) & ((word_t(1) << Bits) - 1)) + bias);
+  return d;
+}
+
+}  // namespace detail
+
+/// Floats of scratch gemm() and gemm_reference() need for `batch` input rows.
+template <int Bits, int GroupSize>
+index_t gemm_scratch_size(const PackedView<Bits, GroupSize>& w, index_t batch) {
+  index_t n = 0;
+#if WEFT_USE_XSIMD
+  if constexpr (simd::active<float> && detail::vector_format<Bits, GroupSize>)
+    n += batch * (w.words_per_row() / simd::width<float>) * simd::width<float> * (32 / Bits);
+#endif
+  return std::max<index_t>(n, 1);
+}
+
+namespace detail {
+
+template <int Bits, int GroupSize>
+void gemm_reference_body(const PackedView<Bits, GroupSize>& w, const float* x, index_t batch, float* y, const float* bias,
+                         float* scratch) {
+  const index_t rows = w.rows, cols = w.cols, gpr = w.groups_per_row(), gc = w.group_cols();
+  const float bz = w.bias();
+  (void)scratch;
+  parallel_for(0, rows, row_grain, [&](index_t lo, index_t hi) {
+    for (index_t r = lo; r < hi; ++r)
+      for (index_t b = 0; b < batch; ++b) {
+        const float* xb = x + b * cols;
+        float acc = 0.0f;
+        for (index_t g = 0; g < gpr; ++g) {
+          float d = 0.0f;
+          for (index_t c = g * gc; c < std::min(cols, (g + 1) * gc); ++c) d += xb[c] * (float(w.unsigned_code(r, c)) + bz);
+          acc += w.steps[r * gpr + g] * d;
+        }
+        y[b * rows + r] = bias ? acc + bias[r] : acc;
+      }
+  });
+}
+
+}  // namespace detail
+
+/// Scalar reference: y (batch, rows) = x (batch, cols) W^T (+ bias (rows), may be null).
+/// scratch: gemm_scratch_size(w, batch) floats.
+template <int Bits, int GroupSize>
+void gemm_reference(const PackedView<Bits, GroupSize>& w, const float* x, index_t batch, float* y, const float* bias,
+                    float* scratch) {
+  detail::check_args(w, x, batch, y, scratch, "deploy::gemm_reference");
+  detail::gemm_reference_body(w, x, batch, y, bias, scratch);
+}
+
+namespace detail {
+
+#if WEFT_USE_XSIMD
+/// Output row r for input rows b0 .. b0 + TB - 1 (vector body; see the file comment).
+template <int TB, int Bits, int GroupSize>
+void vector_rows(const PackedView<Bits, GroupSize>& w, index_t r, index_t b0, const float* x, const float* xp, float* y,
+                 const float* bias) {
+  using B = simd::batch<float>;
+  constexpr index_t N = simd::width<float>, P = 32 / Bits, BC = N * P;
+  constexpr bool uniform = GroupSize == 0 || GroupSize % BC == 0;  // one step per block
+  const index_t cols = w.cols, wpr = w.words_per_row(), gpr = w.groups_per_row(), gc = w.group_cols();
+  const index_t nb = wpr / N, xstride = nb * BC;
+  const float bz = w.bias();
+  const B bv(bz);
+  const word_t* wr = w.words + r * wpr;
+  const float* sr = w.steps + r * gpr;
+  B total[TB];
+  for (int t = 0; t < TB; ++t) total[t] = B(0.0f);
+  for (index_t k = 0; k < nb; ++k) {
+    const simd::word_batch wb = simd::load_words(wr + k * N);
+    B sv;
+    if constexpr (uniform) {
+      sv = B(sr[(k * BC) / gc]);
+    } else {
+      alignas(64) float sl[N];
+      for (index_t l = 0; l < N; ++l) sl[l] = sr[((k * N + l) * P) / gc];
+      sv = simd::load(sl);
+    }
+    B acc[TB];
+    for (int t = 0; t < TB; ++t) acc[t] = B(0.0f);
+    const float* xk = xp + (b0 * xstride) + k * BC;
+    for (index_t i = 0; i < P; ++i) {
+      const B u = simd::field_to_float(wb, int(i) * Bits, PackedFormat<Bits, GroupSize>::mask) + bv;
+      for (int t = 0; t < TB; ++t) acc[t] = simd::fma(u, simd::load(xk + t * xstride + i * N), acc[t]);
+    }
+    for (int t = 0; t < TB; ++t) total[t] = simd::fma(acc[t], sv, total[t]);
+  }
+  (void)gpr;
+  for (int t = 0; t < TB; ++t) {
+    const index_t b = b0 + t;
+    const float* xb = x + b * cols;
+    float tail = 0.0f;
+    for (index_t kw = nb * N; kw < wpr; ++kw) tail += sr[(kw * P) / gc] * word_dot<Bits>(wr[kw], xb, kw * P, cols, bz);
+    const float v = simd::reduce_add(total[t]) + tail;
+    y[b * w.rows + r] = bias ? v + bias[r] : v;
+  }
+}
+
+/// x permuted per block of N words: xp[b][k][i][l] = x[b][(k N + l) P + i] (0 past cols).
+template <int Bits, int GroupSize>
+void permute_x(const PackedView<Bits, GroupSize>& w, const float* x, index_t batch, float* xp) {
+  constexpr index_t N = simd::width<float>, P = 32 / Bits, BC = N * P;
+  const index_t nb = w.words_per_row() / N, cols = w.cols;
+  for (index_t b = 0; b < batch; ++b)
+    for (index_t k = 0; k < nb; ++k) {
+      float* o = xp + (b * nb + k) * BC;
+      const float* xb = x + b * cols;
+      for (index_t l = 0; l < N; ++l)
+        for (index_t i = 0; i < P; ++i) {
+          const index_t c = (k * N + l) * P + i;
+          o[i * N + l] = c < cols ? xb[c] : 0.0f;
+        }
+    }
+}
+#endif
+
+}  // namespace detail
+
+/// y (batch, rows) = x (batch, cols) W^T (+ bias (rows), may be null), vector path where the
+/// format allows (see the file comment), else gemm_reference. scratch: gemm_scratch_size(w,
+/// batch) floats. Batch 1 is the GEMV.
+template <int Bits, int GroupSize>
+void gemm(const PackedView<Bits, GroupSize>& w, const float* x, index_t batch, float* y, const float* bias, float* scratch) {
+  detail::check_args(w, x, batch, y, scratch, "deploy::gemm");
+#if WEFT_USE_XSIMD
+  if constexpr (simd::active<float> && detail::vector_format<Bits, GroupSize>) {
+    float* xp = scratch;
+    detail::permute_x(w, x, batch, xp);
+    parallel_for(0, w.rows, detail::row_grain, [&](index_t lo, index_t hi) {
+      for (index_t r = lo; r < hi; ++r) {
+        index_t b = 0;
+        for (; b + 4 <= batch; b += 4) detail::vector_rows<4>(w, r, b, x, xp, y, bias);
+        switch (batch - b) {
+          case 3: detail::vector_rows<3>(w, r, b, x, xp, y, bias); break;
+          case 2: detail::vector_rows<2>(w, r, b, x, xp, y, bias); break;
+          case 1: detail::vector_rows<1>(w, r, b, x, xp, y, bias); break;
+          default: break;
+        }
+      }
+    });
+    return;
+  }
+#endif
+  detail::gemm_reference_body(w, x, batch, y, bias, scratch);
+}
+
+namespace detail {
+
+/// Tensor-level argument checks shared by linear() and linear_int8(); returns the batch.
+template <int Bits, int GroupSize>
+index_t check_tensor_args(const PackedView<Bits, GroupSize>& w, const Tensor<float>& x, const Tensor<float>* bias,
+                          const char* fn) {
+  WEFT_CHECK(w.rows >= 1 && w.cols >= 1 && w.words && w.steps, shape, fn,
+             "expected a packed weight with rows, cols >= 1 and storage, got (", w.rows, ", ", w.cols, ")");
+  WEFT_CHECK(x.rank() >= 1 && x.shape().last() == w.cols && x.numel() > 0, shape, fn, "expected x of shape (..., ", w.cols,
+             ") with at least one row, got ", x.shape());
+  if (bias) WEFT_CHECK(bias->shape() == Shape{w.rows}, shape, fn, "expected a bias of shape (", w.rows, "), got ", bias->shape());
+  for (index_t i = 0; i < x.numel(); ++i)
+    WEFT_CHECK(std::isfinite(x.data()[i]), value, fn, "expected finite inputs, got ", x.data()[i], " at flat index ", i);
+  return x.numel() / w.cols;
+}
+
+}  // namespace detail
+
+/// y = x W^T (+ bias): x (..., cols) -> y (..., rows), allocating the result and the scratch.
+template <int Bits, int GroupSize>
+Tensor<float> linear(const PackedView<Bits, GroupSize>& w, const Tensor<float>& x, const Tensor<float>* bias = nullptr) {
+  const index_t batch = detail::check_tensor_args(w, x, bias, "deploy::linear");
+  std::vector<float> scratch(std::size_t(gemm_scratch_size(w, batch)));
+  Tensor<float> y(x.shape().with(-1, w.rows));
+  gemm(w, x.data(), batch, y.data(), bias ? bias->data() : nullptr, scratch.data());
+  return y;
+}
+
+// ---------------------------------------------------------------------------------------------
+// int8 activations
+
+/// Bytes of scratch gemm_int8() needs for `batch` input rows.
+template <int Bits, int GroupSize>
+index_t gemm_int8_scratch_bytes(const PackedView<Bits, GroupSize>& w, index_t batch) {
+  const index_t ints = batch * (1 + w.groups_per_row());  // per row: scale (as float) + group sums
+  return index_t(sizeof(std::int32_t)) * ints + batch * w.cols + 64;
+}
+
+/// y (batch, rows) = x W^T (+ bias) with x quantised to int8 per row (see the file comment);
+/// Bits 2 or 4. scratch: gemm_int8_scratch_bytes(w, batch) bytes.
+template <int Bits, int GroupSize>
+void gemm_int8(const PackedView<Bits, GroupSize>& w, const float* x, index_t batch, float* y, const float* bias,
+               void* scratch) {
+  static_assert(Bits == 2 || Bits == 4, "weft::deploy::gemm_int8: the int8-activation path supports 2- and 4-bit weights");
+  const char* fn = "deploy::gemm_int8";
+  detail::check_args(w, x, batch, y, scratch, fn);
+  WEFT_CHECK(reinterpret_cast<std::uintptr_t>(scratch) % alignof(float) == 0, value, fn,
+             "expected scratch aligned to ", alignof(float), " bytes");
+  const index_t rows = w.rows, cols = w.cols, gpr = w.groups_per_row(), gc = w.group_cols(), wpr = w.words_per_row();
+  // |dot| <= 127 (2^Bits - 1) cols must fit in int32
+  WEFT_CHECK(cols <= (index_t(1) << 31) / (127 * ((1 << Bits) - 1)) - 1, shape, fn, "expected at most ",
+             (index_t(1) << 31) / (127 * ((1 << Bits) - 1)) - 1, " columns for int32 accumulation, got ", cols);
+  auto* scale = static_cast<float*>(scratch);
+  auto* isum = reinterpret_cast<std::int32_t*>(scale + batch);
+  auto* q = reinterpret_cast<std::int8_t*>(isum + batch * gpr);
+  for (index_t b = 0; b < batch; ++b) {
+    const float* xb = x + b * cols;
+    float m = 0.0f;
+    for (index_t c = 0; c < cols; ++c) m = std::max(m, std::abs(xb[c]));
+    const float a = m / 127.0f;
+    scale[b] = a;
+    for (index_t c = 0; c < cols; ++c) {
+      const float v = a > 0.0f ? std::nearbyint(xb[c] / a) : 0.0f;
+      q[b * cols + c] = std::int8_t(std::min(127.0f, std::max(-127.0f, v)));
+    }
+    for (index_t g = 0; g < gpr; ++g) {
+      std::int32_t s = 0;
+      for (index_t c = g * gc; c < std::min(cols, (g + 1) * gc); ++c) s += q[b * cols + c];
+      isum[b * gpr + g] = s;
+    }
+  }
+  const double bz = double(w.bias());
+  constexpr index_t P = 32 / Bits;
+  parallel_for(0, rows, detail::row_grain, [&](index_t lo, index_t hi) {
+    for (index_t r = lo; r < hi; ++r) {
+      const word_t* wr = w.words + r * wpr;
+      for (index_t b = 0; b < batch; ++b) {
+        const std::int8_t* qb = q + b * cols;
+        float acc = 0.0f;
+        for (index_t g = 0; g < gpr; ++g) {
+          std::int32_t d = 0;
+          const index_t c0 = g * gc, c1 = std::min(cols, (g + 1) * gc);
+          for (index_t c = c0; c < c1; ++c)
+            d += std::int32_t(qb[c]) * std::int32_t((wr[c / P] >> (int(c % P) * Bits)) & ((word_t(1) << Bits) - 1));
+          acc += w.steps[r * gpr + g] * float(double(d) + bz * double(isum[b * gpr + g]));
+        }
+        acc *= scale[b];
+        y[b * rows + r] = bias ? acc + bias[r] : acc;
+      }
+    }
+  });
+}
+
+/// Tensor form of gemm_int8: x (..., cols) -> y (..., rows).
+template <int Bits, int GroupSize>
+Tensor<float> linear_int8(const PackedView<Bits, GroupSize>& w, const Tensor<float>& x, const Tensor<float>* bias = nullptr) {
+  const index_t batch = detail::check_tensor_args(w, x, bias, "deploy::linear_int8");
+  std::vector<unsigned char> scratch(std::size_t(gemm_int8_scratch_bytes(w, batch)));
+  Tensor<float> y(x.shape().with(-1, w.rows));
+  gemm_int8(w, x.data(), batch, y.data(), bias ? bias->data() : nullptr, scratch.data());
+  return y;
+}
+
+}  // namespace weft::deploy
