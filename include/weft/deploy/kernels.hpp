@@ -18,9 +18,13 @@
 // with GroupSize > 0, which takes the reference): per block of N words (N = float lanes), lane
 // l holds word l; for each of the P code slots of a word one shift + mask + int->float + add
 // gives u + bias of slot i of N words, multiplied with x permuted once per input row so that
-// slot i of N consecutive words is contiguous (scratch). Each lane accumulates its word's dot
-// product; the block's steps (one per lane) scale it into the row's total. GEMM unpacks a
-// block once for up to 4 input rows. Words past the last full block take a scalar tail. The
+// slot i of N consecutive words is contiguous (scratch). With groups, each lane accumulates its
+// word's dot product per block and the block's steps (one per lane) scale it into the row's
+// total; with one step per row the lanes sum over the whole row and the step scales the sum.
+// GEMM unpacks a block once for up to 4 input rows and, with one step per row, loads x once
+// for 4 output rows (a 4 x 4 register tile). Words past the last full block take a scalar
+// tail. Tiling does not change the operations of an output element, only which run together,
+// so batch size and thread count do not change the bits of a row's result. The
 // summation orders differ: both paths agree with the exact x Q(W)^T to a few float ulps times
 // sum_c |x_c| |w_rc| (tests use 1e-5 of it).
 //
@@ -127,48 +131,92 @@ void gemm_reference(const PackedView<Bits, GroupSize>& w, const float* x, index_
 namespace detail {
 
 #if WEFT_USE_XSIMD
-/// Output row r for input rows b0 .. b0 + TB - 1 (vector body; see the file comment).
-template <int TB, int Bits, int GroupSize>
-void vector_rows(const PackedView<Bits, GroupSize>& w, index_t r, index_t b0, const float* x, const float* xp, float* y,
+/// Output rows r0 .. r0 + RB - 1 for input rows b0 .. b0 + TB - 1 (vector body; see the file
+/// comment). With one step per row (GroupSize 0) every lane sums x (u + bias) over the whole
+/// row and the step multiplies the total; with groups, each block's per-lane sums are scaled by
+/// the lanes' steps. Every (row, input row) pair takes the same operations in the same order
+/// whatever RB and TB, so tiling (and hence batch and thread count) does not change the bits.
+template <int RB, int TB, int Bits, int GroupSize>
+void vector_tile(const PackedView<Bits, GroupSize>& w, index_t r0, index_t b0, const float* x, const float* xp, float* y,
                  const float* bias) {
   using B = simd::batch<float>;
   constexpr index_t N = simd::width<float>, P = 32 / Bits, BC = N * P;
+  constexpr bool row_step = GroupSize == 0;
   constexpr bool uniform = GroupSize == 0 || GroupSize % BC == 0;  // one step per block
   const index_t cols = w.cols, wpr = w.words_per_row(), gpr = w.groups_per_row(), gc = w.group_cols();
   const index_t nb = wpr / N, xstride = nb * BC;
   const float bz = w.bias();
   const B bv(bz);
-  const word_t* wr = w.words + r * wpr;
-  const float* sr = w.steps + r * gpr;
-  B total[TB];
-  for (int t = 0; t < TB; ++t) total[t] = B(0.0f);
+  B total[RB][TB];
+  for (int j = 0; j < RB; ++j)
+    for (int t = 0; t < TB; ++t) total[j][t] = B(0.0f);
   for (index_t k = 0; k < nb; ++k) {
-    const simd::word_batch wb = simd::load_words(wr + k * N);
-    B sv;
-    if constexpr (uniform) {
-      sv = B(sr[(k * BC) / gc]);
-    } else {
-      alignas(64) float sl[N];
-      for (index_t l = 0; l < N; ++l) sl[l] = sr[((k * N + l) * P) / gc];
-      sv = simd::load(sl);
-    }
-    B acc[TB];
-    for (int t = 0; t < TB; ++t) acc[t] = B(0.0f);
+    simd::word_batch wb[RB];
+    for (int j = 0; j < RB; ++j) wb[j] = simd::load_words(w.words + (r0 + j) * wpr + k * N);
     const float* xk = xp + (b0 * xstride) + k * BC;
-    for (index_t i = 0; i < P; ++i) {
-      const B u = simd::field_to_float(wb, int(i) * Bits, PackedFormat<Bits, GroupSize>::mask) + bv;
-      for (int t = 0; t < TB; ++t) acc[t] = simd::fma(u, simd::load(xk + t * xstride + i * N), acc[t]);
+    if constexpr (row_step) {
+      for (index_t i = 0; i < P; ++i) {
+        B u[RB];
+        for (int j = 0; j < RB; ++j) u[j] = simd::field_to_float(wb[j], int(i) * Bits, PackedFormat<Bits, GroupSize>::mask) + bv;
+        for (int t = 0; t < TB; ++t) {
+          const B xv = simd::load(xk + t * xstride + i * N);
+          for (int j = 0; j < RB; ++j) total[j][t] = simd::fma(u[j], xv, total[j][t]);
+        }
+      }
+    } else {
+      for (int j = 0; j < RB; ++j) {
+        const float* sr = w.steps + (r0 + j) * gpr;
+        B sv;
+        if constexpr (uniform) {
+          sv = B(sr[(k * BC) / gc]);
+        } else {
+          alignas(64) float sl[N];
+          for (index_t l = 0; l < N; ++l) sl[l] = sr[((k * N + l) * P) / gc];
+          sv = simd::load(sl);
+        }
+        B acc[TB];
+        for (int t = 0; t < TB; ++t) acc[t] = B(0.0f);
+        for (index_t i = 0; i < P; ++i) {
+          const B u = simd::field_to_float(wb[j], int(i) * Bits, PackedFormat<Bits, GroupSize>::mask) + bv;
+          for (int t = 0; t < TB; ++t) acc[t] = simd::fma(u, simd::load(xk + t * xstride + i * N), acc[t]);
+        }
+        for (int t = 0; t < TB; ++t) total[j][t] = simd::fma(acc[t], sv, total[j][t]);
+      }
     }
-    for (int t = 0; t < TB; ++t) total[t] = simd::fma(acc[t], sv, total[t]);
   }
-  (void)gpr;
-  for (int t = 0; t < TB; ++t) {
-    const index_t b = b0 + t;
-    const float* xb = x + b * cols;
-    float tail = 0.0f;
-    for (index_t kw = nb * N; kw < wpr; ++kw) tail += sr[(kw * P) / gc] * word_dot<Bits>(wr[kw], xb, kw * P, cols, bz);
-    const float v = simd::reduce_add(total[t]) + tail;
-    y[b * w.rows + r] = bias ? v + bias[r] : v;
+  for (int j = 0; j < RB; ++j) {
+    const index_t r = r0 + j;
+    const word_t* wr = w.words + r * wpr;
+    const float* sr = w.steps + r * gpr;
+    for (int t = 0; t < TB; ++t) {
+      const index_t b = b0 + t;
+      const float* xb = x + b * cols;
+      float v;
+      if constexpr (row_step) {
+        float tail = 0.0f;
+        for (index_t kw = nb * N; kw < wpr; ++kw) tail += word_dot<Bits>(wr[kw], xb, kw * P, cols, bz);
+        v = sr[0] * (simd::reduce_add(total[j][t]) + tail);
+      } else {
+        float tail = 0.0f;
+        for (index_t kw = nb * N; kw < wpr; ++kw) tail += sr[(kw * P) / gc] * word_dot<Bits>(wr[kw], xb, kw * P, cols, bz);
+        v = simd::reduce_add(total[j][t]) + tail;
+      }
+      y[b * w.rows + r] = bias ? v + bias[r] : v;
+    }
+  }
+}
+
+/// Input rows in tiles of 4 for output rows r0 .. r0 + RB - 1.
+template <int RB, int Bits, int GroupSize>
+void vector_rows(const PackedView<Bits, GroupSize>& w, index_t r0, index_t batch, const float* x, const float* xp, float* y,
+                 const float* bias) {
+  index_t b = 0;
+  for (; b + 4 <= batch; b += 4) vector_tile<RB, 4>(w, r0, b, x, xp, y, bias);
+  switch (batch - b) {
+    case 3: vector_tile<RB, 3>(w, r0, b, x, xp, y, bias); break;
+    case 2: vector_tile<RB, 2>(w, r0, b, x, xp, y, bias); break;
+    case 1: vector_tile<RB, 1>(w, r0, b, x, xp, y, bias); break;
+    default: break;
   }
 }
 
@@ -203,16 +251,12 @@ void gemm(const PackedView<Bits, GroupSize>& w, const float* x, index_t batch, f
     float* xp = scratch;
     detail::permute_x(w, x, batch, xp);
     parallel_for(0, w.rows, detail::row_grain, [&](index_t lo, index_t hi) {
-      for (index_t r = lo; r < hi; ++r) {
-        index_t b = 0;
-        for (; b + 4 <= batch; b += 4) detail::vector_rows<4>(w, r, b, x, xp, y, bias);
-        switch (batch - b) {
-          case 3: detail::vector_rows<3>(w, r, b, x, xp, y, bias); break;
-          case 2: detail::vector_rows<2>(w, r, b, x, xp, y, bias); break;
-          case 1: detail::vector_rows<1>(w, r, b, x, xp, y, bias); break;
-          default: break;
-        }
-      }
+      // one step per row and several input rows: 4 output rows share each load of x
+      constexpr int RB = GroupSize == 0 ? 4 : 1;
+      index_t r = lo;
+      if (batch > 1)
+        for (; r + RB <= hi; r += RB) detail::vector_rows<RB>(w, r, batch, x, xp, y, bias);
+      for (; r < hi; ++r) detail::vector_rows<1>(w, r, batch, x, xp, y, bias);
     });
     return;
   }
