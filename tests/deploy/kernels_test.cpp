@@ -12,6 +12,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -158,6 +159,22 @@ TEST_CASE("deploy/kernels: 1-4 threads give the same bits (GEMV, GEMM, reference
       CHECK(same_bits(run(), one));
     }
   }
+}
+
+TEST_CASE("deploy/kernels: an output row has the same bits whatever the batch it is computed in") {
+  Rng rng(26);
+  const auto p0 = random_packed<2, 0>(37, 300, rng, true);   // 4 x 4 tiles (one step per row)
+  const auto p1 = random_packed<4, 32>(37, 300, rng, true);  // 1 x 4 tiles (groups)
+  const Tensor<float> x = test::rand_uniform<float>(Shape{9, 300}, rng, -1, 1);
+  const Tensor<float> y0 = deploy::linear(p0.view(), x), y1 = deploy::linear(p1.view(), x);
+  bool same = true;
+  for (index_t b = 0; b < 9; ++b) {
+    const Tensor<float> xb = x.slice(0, b, b + 1);
+    const Tensor<float> r0 = deploy::linear(p0.view(), xb), r1 = deploy::linear(p1.view(), xb);
+    same = same && std::memcmp(r0.data(), y0.data() + b * 37, 37 * sizeof(float)) == 0 &&
+           std::memcmp(r1.data(), y1.data() + b * 37, 37 * sizeof(float)) == 0;
+  }
+  CHECK(same);
 }
 
 TEST_CASE("deploy/kernels: bad input raises with inputs and output untouched") {
