@@ -18,6 +18,7 @@
 
 #include "deploy_test_util.hpp"
 #include "weft/deploy/kernels.hpp"
+#include "weft/deploy/linear.hpp"
 #include "weft/deploy/packed.hpp"
 
 namespace weft_unit_deploy_kernels_test {

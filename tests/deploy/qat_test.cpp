@@ -14,6 +14,7 @@
 #include "weft/core/data.hpp"
 #include "weft/deploy/from_quant.hpp"
 #include "weft/deploy/kernels.hpp"
+#include "weft/deploy/linear.hpp"
 #include "weft/nn/layers.hpp"
 #include "weft/nn/optim.hpp"
 #include "weft/nn/trainer.hpp"
