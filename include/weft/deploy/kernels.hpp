@@ -32,7 +32,10 @@
 // int8 path (gemm_int8, Bits 2 and 4): x_b is quantised per row to q = round(x / a) with
 // a = max |x_b| / 127 (q in [-127, 127]); per group the integer dot sum q u and sum q are
 // exact int32; y_r = a sum_g step_rg (dot_g + bias sum_g q) (+ b_r). Error: the activation
-// rounding, at most a / 2 per element.
+// rounding, at most a / 2 per element. The vector body unpacks codes into bytes (one shift and
+// one mask per 4 codes of a lane) and multiplies them with permuted input bytes by VNNI's
+// u8 x s8 dot product (simd::dot_u8s8; a shift-and-multiply emulation elsewhere); its int32
+// sums are exact, so it returns gemm_int8_reference's bits.
 //
 // Threads. Output rows are split over parallel_for; every output element is computed by one
 // call in a fixed order that does not depend on the split, so 1 and N threads give the same
@@ -266,30 +269,36 @@ void gemm(const PackedView<Bits, GroupSize>& w, const float* x, index_t batch, f
 // ---------------------------------------------------------------------------------------------
 // int8 activations
 
-/// Bytes of scratch gemm_int8() needs for `batch` input rows.
+namespace detail {
+
+/// Words of permuted int8 input per input row for the int8 vector body (0 without one).
 template <int Bits, int GroupSize>
-index_t gemm_int8_scratch_bytes(const PackedView<Bits, GroupSize>& w, index_t batch) {
-  const index_t ints = batch * (1 + w.groups_per_row());  // per row: scale (as float) + group sums
-  return index_t(sizeof(std::int32_t)) * ints + batch * w.cols + 64;
+index_t int8_perm_words(const PackedView<Bits, GroupSize>& w) {
+#if WEFT_USE_XSIMD
+  if constexpr (simd::active<float>) return (w.words_per_row() / simd::width<float>) * simd::width<float> * (8 / Bits);
+#endif
+  (void)w;
+  return 0;
 }
 
-/// y (batch, rows) = x W^T (+ bias) with x quantised to int8 per row (see the file comment);
-/// Bits 2 or 4. scratch: gemm_int8_scratch_bytes(w, batch) bytes.
+/// The int8 paths' checks: check_args, scratch aligned to 4, |dot| <= 127 (2^Bits - 1) cols
+/// fitting in int32.
 template <int Bits, int GroupSize>
-void gemm_int8(const PackedView<Bits, GroupSize>& w, const float* x, index_t batch, float* y, const float* bias,
-               void* scratch) {
-  static_assert(Bits == 2 || Bits == 4, "weft::deploy::gemm_int8: the int8-activation path supports 2- and 4-bit weights");
-  const char* fn = "deploy::gemm_int8";
-  detail::check_args(w, x, batch, y, scratch, fn);
-  WEFT_CHECK(reinterpret_cast<std::uintptr_t>(scratch) % alignof(float) == 0, value, fn,
-             "expected scratch aligned to ", alignof(float), " bytes");
-  const index_t rows = w.rows, cols = w.cols, gpr = w.groups_per_row(), gc = w.group_cols(), wpr = w.words_per_row();
-  // |dot| <= 127 (2^Bits - 1) cols must fit in int32
-  WEFT_CHECK(cols <= (index_t(1) << 31) / (127 * ((1 << Bits) - 1)) - 1, shape, fn, "expected at most ",
-             (index_t(1) << 31) / (127 * ((1 << Bits) - 1)) - 1, " columns for int32 accumulation, got ", cols);
-  auto* scale = static_cast<float*>(scratch);
-  auto* isum = reinterpret_cast<std::int32_t*>(scale + batch);
-  auto* q = reinterpret_cast<std::int8_t*>(isum + batch * gpr);
+void int8_check(const PackedView<Bits, GroupSize>& w, const float* x, index_t batch, const float* y, const void* scratch,
+                const char* fn) {
+  check_args(w, x, batch, y, scratch, fn);
+  WEFT_CHECK(reinterpret_cast<std::uintptr_t>(scratch) % alignof(word_t) == 0, value, fn, "expected scratch aligned to ",
+             alignof(word_t), " bytes");
+  const index_t max_cols = (index_t(1) << 31) / (127 * ((1 << Bits) - 1)) - 1;
+  WEFT_CHECK(w.cols <= max_cols, shape, fn, "expected at most ", max_cols, " columns for int32 accumulation, got ", w.cols);
+}
+
+/// Per input row b: scale[b] = max |x_b| / 127, q = round(x_b / scale) in [-127, 127] (0 for
+/// an all-zero row), isum[b gpr + g] = sum of q over group g.
+template <int Bits, int GroupSize>
+void int8_quantize(const PackedView<Bits, GroupSize>& w, const float* x, index_t batch, float* scale, std::int32_t* isum,
+                   std::int8_t* q) {
+  const index_t cols = w.cols, gpr = w.groups_per_row(), gc = w.group_cols();
   for (index_t b = 0; b < batch; ++b) {
     const float* xb = x + b * cols;
     float m = 0.0f;
@@ -306,25 +315,170 @@ void gemm_int8(const PackedView<Bits, GroupSize>& w, const float* x, index_t bat
       isum[b * gpr + g] = s;
     }
   }
-  const double bz = double(w.bias());
+}
+
+/// Adds group g's term to acc the way every int8 path does: step (d + bias sum q) with an
+/// explicit fma, so that the compiler's contraction choices (-ffp-contract) cannot make the
+/// vector and scalar bodies round differently. d + bias sum q is exact in double.
+inline void int8_flush(float& acc, float step, std::int32_t d, double bias, std::int32_t qsum) {
+  acc = std::fma(step, float(double(d) + bias * double(qsum)), acc);
+}
+/// y = acc * scale (+ bias), the same explicit fma in every int8 path.
+inline float int8_finish(float acc, float scale, const float* bias, index_t r) {
+  return bias ? std::fma(acc, scale, bias[r]) : acc * scale;
+}
+
+/// Output row r for input row b, scalar: groups in order, exact int32 dots.
+template <int Bits, int GroupSize>
+float int8_row_scalar(const PackedView<Bits, GroupSize>& w, index_t r, const std::int8_t* qb, const std::int32_t* isum) {
   constexpr index_t P = 32 / Bits;
-  parallel_for(0, rows, detail::row_grain, [&](index_t lo, index_t hi) {
-    for (index_t r = lo; r < hi; ++r) {
-      const word_t* wr = w.words + r * wpr;
-      for (index_t b = 0; b < batch; ++b) {
-        const std::int8_t* qb = q + b * cols;
-        float acc = 0.0f;
-        for (index_t g = 0; g < gpr; ++g) {
-          std::int32_t d = 0;
-          const index_t c0 = g * gc, c1 = std::min(cols, (g + 1) * gc);
-          for (index_t c = c0; c < c1; ++c)
-            d += std::int32_t(qb[c]) * std::int32_t((wr[c / P] >> (int(c % P) * Bits)) & ((word_t(1) << Bits) - 1));
-          acc += w.steps[r * gpr + g] * float(double(d) + bz * double(isum[b * gpr + g]));
-        }
-        acc *= scale[b];
-        y[b * rows + r] = bias ? acc + bias[r] : acc;
+  const index_t cols = w.cols, gpr = w.groups_per_row(), gc = w.group_cols();
+  const word_t* wr = w.words + r * w.words_per_row();
+  const double bz = double(w.bias());
+  float acc = 0.0f;
+  for (index_t g = 0; g < gpr; ++g) {
+    std::int32_t d = 0;
+    for (index_t c = g * gc; c < std::min(cols, (g + 1) * gc); ++c)
+      d += std::int32_t(qb[c]) * std::int32_t((wr[c / P] >> (int(c % P) * Bits)) & ((word_t(1) << Bits) - 1));
+    int8_flush(acc, w.steps[r * gpr + g], d, bz, isum[g]);
+  }
+  return acc;
+}
+
+#if WEFT_USE_XSIMD
+/// Output row r for input row b, vector body: lanes are words as in the float body; the
+/// (8 / Bits) shifts of a word by i Bits masked to the low Bits of each byte give, in byte k of
+/// a lane, code (8 / Bits) k + i, multiplied with the input bytes permuted to match (qp) by
+/// VNNI's u8 x s8 dot product (4 products per 32-bit lane). The int32 sums are exact, and the
+/// groups are flushed in order with the scalar body's operations: the result has its bits.
+template <int Bits, int GroupSize>
+float int8_row_vector(const PackedView<Bits, GroupSize>& w, index_t r, const std::int8_t* qb, const word_t* qp,
+                      const std::int32_t* isum) {
+  constexpr index_t N = simd::width<float>, P = 32 / Bits, CB = 8 / Bits, BC = N * P;
+  constexpr word_t bytemask = Bits == 2 ? 0x03030303u : 0x0F0F0F0Fu;
+  const index_t cols = w.cols, wpr = w.words_per_row(), gpr = w.groups_per_row(), gc = w.group_cols();
+  const index_t nb = wpr / N;
+  const word_t* wr = w.words + r * wpr;
+  const float* sr = w.steps + r * gpr;
+  const double bz = double(w.bias());
+  float acc = 0.0f;
+  std::int32_t d = 0;  // the running dot of group g
+  index_t g = 0;
+  for (index_t k = 0; k < nb; ++k) {
+    const simd::word_batch wb = simd::load_words(wr + k * N);
+    simd::int_batch s(0);
+    for (index_t i = 0; i < CB; ++i)
+      s = simd::dot_u8s8(s, (wb >> int(i * Bits)) & simd::word_batch(bytemask), simd::load_words(qp + (k * CB + i) * N));
+    if (GroupSize == 0 || gc >= BC) {  // the block lies in group g
+      d += simd::reduce_add(s);
+      if (GroupSize != 0 && ((k + 1) * BC) % gc == 0) {
+        int8_flush(acc, sr[g], d, bz, isum[g]);
+        d = 0;
+        ++g;
+      }
+    } else {  // the block holds BC / gc whole groups of gc / P lanes each
+      alignas(64) std::int32_t lanes[N];
+      s.store_unaligned(lanes);
+      const index_t lpg = gc / P;
+      for (index_t m = 0; m < N / lpg; ++m) {
+        std::int32_t dm = 0;
+        for (index_t l = m * lpg; l < (m + 1) * lpg; ++l) dm += lanes[l];
+        int8_flush(acc, sr[g], dm, bz, isum[g]);
+        ++g;
       }
     }
+  }
+  // the columns past the last full block, scalar, continuing group g
+  for (index_t c = nb * BC; c < cols; ++c) {
+    d += std::int32_t(qb[c]) * std::int32_t((wr[c / P] >> (int(c % P) * Bits)) & ((word_t(1) << Bits) - 1));
+    if (c + 1 == cols || (c + 1) % gc == 0) {
+      int8_flush(acc, sr[g], d, bz, isum[g]);
+      d = 0;
+      ++g;
+    }
+  }
+  if (nb * BC >= cols && g < gpr) int8_flush(acc, sr[g], d, bz, isum[g]);  // a last group ending in a block
+  return acc;
+}
+#endif
+
+}  // namespace detail
+
+/// Bytes of scratch gemm_int8() needs for `batch` input rows.
+template <int Bits, int GroupSize>
+index_t gemm_int8_scratch_bytes(const PackedView<Bits, GroupSize>& w, index_t batch) {
+  const index_t words = batch * (1 + w.groups_per_row() + detail::int8_perm_words(w));  // scales, sums, permuted q
+  return index_t(sizeof(word_t)) * words + batch * w.cols + 64;
+}
+
+/// y (batch, rows) = x W^T (+ bias) with x quantised to int8 per row (see the file comment);
+/// Bits 2 or 4. scratch: gemm_int8_scratch_bytes(w, batch) bytes, aligned to 4.
+template <int Bits, int GroupSize>
+void gemm_int8(const PackedView<Bits, GroupSize>& w, const float* x, index_t batch, float* y, const float* bias,
+               void* scratch) {
+  static_assert(Bits == 2 || Bits == 4, "weft::deploy::gemm_int8: the int8-activation path supports 2- and 4-bit weights");
+  const char* fn = "deploy::gemm_int8";
+  detail::int8_check(w, x, batch, y, scratch, fn);
+  const index_t rows = w.rows, cols = w.cols, gpr = w.groups_per_row();
+  const index_t pw = detail::int8_perm_words(w);
+  auto* scale = static_cast<float*>(scratch);
+  auto* isum = reinterpret_cast<std::int32_t*>(scale + batch);
+  auto* qp = reinterpret_cast<word_t*>(isum + batch * gpr);
+  auto* q = reinterpret_cast<std::int8_t*>(qp + batch * pw);
+  detail::int8_quantize(w, x, batch, scale, isum, q);
+  for (index_t b = 0; b < batch; ++b) {
+#if WEFT_USE_XSIMD
+    if constexpr (simd::active<float>) {
+      // qp[b][k][i][l]: byte k' of the word = q at column (k N + l) P + (8 / Bits) k' + i
+      constexpr index_t N = simd::width<float>, P = 32 / Bits, CB = 8 / Bits;
+      const index_t nb = w.words_per_row() / N;
+      for (index_t k = 0; k < nb; ++k)
+        for (index_t i = 0; i < CB; ++i)
+          for (index_t l = 0; l < N; ++l) {
+            word_t v = 0;
+            for (index_t kb = 0; kb < 4; ++kb) {
+              const index_t c = (k * N + l) * P + CB * kb + i;
+              const word_t byte = c < cols ? word_t(std::uint8_t(q[b * cols + c])) : 0;
+              v |= byte << (8 * kb);
+            }
+            qp[b * pw + (k * CB + i) * N + l] = v;
+          }
+    }
+#endif
+  }
+  parallel_for(0, rows, detail::row_grain, [&](index_t lo, index_t hi) {
+    for (index_t r = lo; r < hi; ++r)
+      for (index_t b = 0; b < batch; ++b) {
+        float acc;
+#if WEFT_USE_XSIMD
+        if constexpr (simd::active<float>) acc = detail::int8_row_vector(w, r, q + b * cols, qp + b * pw, isum + b * gpr);
+        else acc = detail::int8_row_scalar(w, r, q + b * cols, isum + b * gpr);
+#else
+        acc = detail::int8_row_scalar(w, r, q + b * cols, isum + b * gpr);
+#endif
+        y[b * rows + r] = detail::int8_finish(acc, scale[b], bias, r);
+      }
+  });
+}
+
+/// The scalar reference of gemm_int8 (same quantisation, groups in order, same bits).
+template <int Bits, int GroupSize>
+void gemm_int8_reference(const PackedView<Bits, GroupSize>& w, const float* x, index_t batch, float* y, const float* bias,
+                         void* scratch) {
+  static_assert(Bits == 2 || Bits == 4, "weft::deploy::gemm_int8: the int8-activation path supports 2- and 4-bit weights");
+  const char* fn = "deploy::gemm_int8_reference";
+  detail::int8_check(w, x, batch, y, scratch, fn);
+  const index_t rows = w.rows, cols = w.cols, gpr = w.groups_per_row();
+  auto* scale = static_cast<float*>(scratch);
+  auto* isum = reinterpret_cast<std::int32_t*>(scale + batch);
+  auto* q = reinterpret_cast<std::int8_t*>(isum + batch * gpr);
+  detail::int8_quantize(w, x, batch, scale, isum, q);
+  parallel_for(0, rows, detail::row_grain, [&](index_t lo, index_t hi) {
+    for (index_t r = lo; r < hi; ++r)
+      for (index_t b = 0; b < batch; ++b) {
+        const float acc = detail::int8_row_scalar(w, r, q + b * cols, isum + b * gpr);
+        y[b * rows + r] = detail::int8_finish(acc, scale[b], bias, r);
+      }
   });
 }
 

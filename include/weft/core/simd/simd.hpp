@@ -90,6 +90,27 @@ inline batch<float> field_to_float(const word_batch& w, int shift, std::uint32_t
   const word_batch f = (w >> shift) & word_batch(mask);
   return xsimd::to_float(xsimd::bitwise_cast<xsimd::batch<std::int32_t>>(f));
 }
+/// 32-bit signed integer lanes, as many as batch<float>.
+using int_batch = xsimd::batch<std::int32_t>;
+/// acc + sum over the 4 bytes k of each 32-bit lane of a_k (unsigned) * b_k (signed), without
+/// saturation (exact while the sums fit in int32): VNNI's vpdpbusd on AVX-512 VNNI or AVX-VNNI
+/// builds, else shifts and 32-bit multiplies with the same result.
+inline int_batch dot_u8s8(const int_batch& acc, const word_batch& a, const word_batch& b) {
+#if defined(__AVX512VNNI__) && XSIMD_WITH_AVX512F
+  return int_batch(_mm512_dpbusd_epi32(acc, a, b));
+#elif defined(__AVXVNNI__) && XSIMD_WITH_AVX2 && !XSIMD_WITH_AVX512F
+  return int_batch(_mm256_dpbusd_avx_epi32(acc, a, b));
+#else
+  const int_batch ai = xsimd::bitwise_cast<int_batch>(a), bi = xsimd::bitwise_cast<int_batch>(b);
+  int_batch s = acc;
+  for (int k = 0; k < 4; ++k) {
+    const int_batch ak = (ai >> (8 * k)) & int_batch(0xff);  // byte k, zero-extended
+    const int_batch bk = (bi << (24 - 8 * k)) >> 24;         // byte k, sign-extended
+    s = s + ak * bk;
+  }
+  return s;
+#endif
+}
 #endif
 
 /// Human-readable name of the instruction set the vector path was compiled for.
