@@ -5,7 +5,8 @@
 //                               stays in L2/L3, 4.2 MB at 2 bits)
 //  BM_gemv_cold/<bits>          the same over enough copies of W to exceed the L3 (> 480 MB),
 //                               one copy per call, so the words come from DRAM
-//  BM_gemv_int8/<bits>          the int8-activation path (scalar reference, no vector body yet)
+//  BM_gemv_int8/<bits>, BM_gemv_int8_cold/<bits>, BM_gemm_int8/<bits>/<batch>
+//                               the int8-activation path (VNNI vector body on AVX-512 VNNI)
 //  BM_eigen_gemv | BM_eigen_gemv_cold   float W (64 MB) times x with Eigen::Map
 //  BM_gemm/<bits>/<batch>, BM_eigen_gemm/<batch>   Y = X W^T for batch 8 and 64
 //  BM_triad                     a[i] = b[i] + 3 c[i] over three 256 MB arrays (DRAM-sized)
@@ -72,7 +73,7 @@ void BM_gemm(benchmark::State& st) {
   counters(st, double(p.bytes()), batch);
 }
 
-template <int Bits>
+template <int Bits, bool Int8>
 void BM_gemv_cold(benchmark::State& st) {
   set_num_threads(1);
   const auto p = make_packed<Bits, 0>();
@@ -80,9 +81,11 @@ void BM_gemv_cold(benchmark::State& st) {
   std::vector<deploy::PackedWeights<Bits, 0>> ws(copies, p);
   const auto x = random_vector(std::size_t(kCols), 2);
   std::vector<float> y(static_cast<std::size_t>(kRows)), scratch(static_cast<std::size_t>(deploy::gemm_scratch_size(p.view(), 1)));
+  std::vector<unsigned char> s8(static_cast<std::size_t>(deploy::gemm_int8_scratch_bytes(p.view(), 1)));
   std::size_t i = 0;
   for (auto _ : st) {
-    deploy::gemm(ws[i].view(), x.data(), 1, y.data(), nullptr, scratch.data());
+    if constexpr (Int8) deploy::gemm_int8(ws[i].view(), x.data(), 1, y.data(), nullptr, s8.data());
+    else deploy::gemm(ws[i].view(), x.data(), 1, y.data(), nullptr, scratch.data());
     i = (i + 1) % copies;
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
@@ -91,18 +94,19 @@ void BM_gemv_cold(benchmark::State& st) {
 }
 
 template <int Bits>
-void BM_gemv_int8(benchmark::State& st) {
+void BM_gemm_int8(benchmark::State& st) {
   set_num_threads(1);
+  const index_t batch = st.range(0);
   static const auto p = make_packed<Bits, 0>();
-  const auto x = random_vector(std::size_t(kCols), 2);
-  std::vector<float> y(static_cast<std::size_t>(kRows));
-  std::vector<unsigned char> scratch(std::size_t(deploy::gemm_int8_scratch_bytes(p.view(), 1)));
+  const auto x = random_vector(std::size_t(batch * kCols), 2);
+  std::vector<float> y(std::size_t(batch * kRows));
+  std::vector<unsigned char> scratch(std::size_t(deploy::gemm_int8_scratch_bytes(p.view(), batch)));
   for (auto _ : st) {
-    deploy::gemm_int8(p.view(), x.data(), 1, y.data(), nullptr, scratch.data());
+    deploy::gemm_int8(p.view(), x.data(), batch, y.data(), nullptr, scratch.data());
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
-  counters(st, double(p.bytes()), 1);
+  counters(st, double(p.bytes()), batch);
 }
 
 using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -168,13 +172,17 @@ BENCHMARK_TEMPLATE(BM_gemm, 2, 32)->Name("BM_gemv/2/g32")->Arg(1)->Unit(benchmar
 BENCHMARK_TEMPLATE(BM_gemm, 4, 0)->Name("BM_gemv/4/row")->Arg(1)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK_TEMPLATE(BM_gemm, 4, 32)->Name("BM_gemv/4/g32")->Arg(1)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_eigen_gemm)->Name("BM_eigen_gemv")->Arg(1)->Unit(benchmark::kMicrosecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_gemv_cold, 2)->Unit(benchmark::kMicrosecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_gemv_cold, 4)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_gemm_int8, 2)->Name("BM_gemv_int8/2/row")->Arg(1)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_gemm_int8, 4)->Name("BM_gemv_int8/4/row")->Arg(1)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_gemv_cold, 2, false)->Name("BM_gemv_cold/2")->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_gemv_cold, 4, false)->Name("BM_gemv_cold/4")->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_gemv_cold, 2, true)->Name("BM_gemv_int8_cold/2")->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_gemv_cold, 4, true)->Name("BM_gemv_int8_cold/4")->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_eigen_gemv_cold)->Unit(benchmark::kMicrosecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_gemv_int8, 2)->Unit(benchmark::kMicrosecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_gemv_int8, 4)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK_TEMPLATE(BM_gemm, 2, 0)->Name("BM_gemm/2/row")->Arg(8)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_TEMPLATE(BM_gemm, 4, 0)->Name("BM_gemm/4/row")->Arg(8)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_gemm_int8, 2)->Name("BM_gemm_int8/2/row")->Arg(8)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_gemm_int8, 4)->Name("BM_gemm_int8/4/row")->Arg(8)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_eigen_gemm)->Arg(8)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_MAIN();
