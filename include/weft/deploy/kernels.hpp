@@ -45,6 +45,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "weft/core/error.hpp"
 #include "weft/core/parallel.hpp"
@@ -346,14 +347,16 @@ float int8_row_scalar(const PackedView<Bits, GroupSize>& w, index_t r, const std
 }
 
 #if WEFT_USE_XSIMD
-/// Output row r for input row b, vector body: lanes are words as in the float body; the
-/// (8 / Bits) shifts of a word by i Bits masked to the low Bits of each byte give, in byte k of
-/// a lane, code (8 / Bits) k + i, multiplied with the input bytes permuted to match (qp) by
-/// VNNI's u8 x s8 dot product (4 products per 32-bit lane). The int32 sums are exact, and the
-/// groups are flushed in order with the scalar body's operations: the result has its bits.
-template <int Bits, int GroupSize>
-float int8_row_vector(const PackedView<Bits, GroupSize>& w, index_t r, const std::int8_t* qb, const word_t* qp,
-                      const std::int32_t* isum) {
+/// Output row r for input rows b0 .. b0 + TB - 1 (acc[t] before the scale), vector body: lanes
+/// are words as in the float body; the (8 / Bits) shifts of a word by i Bits masked to the low
+/// Bits of each byte give, in byte k of a lane, code (8 / Bits) k + i, multiplied with the input
+/// bytes permuted to match (qp, pw words per input row) by VNNI's u8 x s8 dot product (4
+/// products per 32-bit lane); each unpacked vector serves TB input rows. The int32 sums are
+/// exact and every input row's groups are flushed in order with the scalar body's operations:
+/// the results have its bits, whatever TB.
+template <int TB, int Bits, int GroupSize>
+void int8_tile_vector(const PackedView<Bits, GroupSize>& w, index_t r, index_t b0, const std::int8_t* q, const word_t* qp,
+                      index_t pw, const std::int32_t* isum, float* acc) {
   constexpr index_t N = simd::width<float>, P = 32 / Bits, CB = 8 / Bits, BC = N * P;
   constexpr word_t bytemask = Bits == 2 ? 0x03030303u : 0x0F0F0F0Fu;
   const index_t cols = w.cols, wpr = w.words_per_row(), gpr = w.groups_per_row(), gc = w.group_cols();
@@ -361,44 +364,44 @@ float int8_row_vector(const PackedView<Bits, GroupSize>& w, index_t r, const std
   const word_t* wr = w.words + r * wpr;
   const float* sr = w.steps + r * gpr;
   const double bz = double(w.bias());
-  float acc = 0.0f;
-  std::int32_t d = 0;  // the running dot of group g
+  std::int32_t d[TB];  // the running dot of group g, per input row
+  for (int t = 0; t < TB; ++t) acc[t] = 0.0f, d[t] = 0;
+  auto flush = [&](index_t g) {
+    for (int t = 0; t < TB; ++t) {
+      int8_flush(acc[t], sr[g], d[t], bz, isum[(b0 + t) * gpr + g]);
+      d[t] = 0;
+    }
+  };
   index_t g = 0;
   for (index_t k = 0; k < nb; ++k) {
     const simd::word_batch wb = simd::load_words(wr + k * N);
-    simd::int_batch s(0);
-    for (index_t i = 0; i < CB; ++i)
-      s = simd::dot_u8s8(s, (wb >> int(i * Bits)) & simd::word_batch(bytemask), simd::load_words(qp + (k * CB + i) * N));
+    simd::int_batch s[TB];
+    for (int t = 0; t < TB; ++t) s[t] = simd::int_batch(0);
+    for (index_t i = 0; i < CB; ++i) {
+      const simd::word_batch a = (wb >> int(i * Bits)) & simd::word_batch(bytemask);
+      for (int t = 0; t < TB; ++t) s[t] = simd::dot_u8s8(s[t], a, simd::load_words(qp + (b0 + t) * pw + (k * CB + i) * N));
+    }
     if (GroupSize == 0 || gc >= BC) {  // the block lies in group g
-      d += simd::reduce_add(s);
-      if (GroupSize != 0 && ((k + 1) * BC) % gc == 0) {
-        int8_flush(acc, sr[g], d, bz, isum[g]);
-        d = 0;
-        ++g;
-      }
+      for (int t = 0; t < TB; ++t) d[t] += simd::reduce_add(s[t]);
+      if (GroupSize != 0 && ((k + 1) * BC) % gc == 0) flush(g++);
     } else {  // the block holds BC / gc whole groups of gc / P lanes each
-      alignas(64) std::int32_t lanes[N];
-      s.store_unaligned(lanes);
+      alignas(64) std::int32_t lanes[TB][N];
+      for (int t = 0; t < TB; ++t) s[t].store_unaligned(lanes[t]);
       const index_t lpg = gc / P;
       for (index_t m = 0; m < N / lpg; ++m) {
-        std::int32_t dm = 0;
-        for (index_t l = m * lpg; l < (m + 1) * lpg; ++l) dm += lanes[l];
-        int8_flush(acc, sr[g], dm, bz, isum[g]);
-        ++g;
+        for (int t = 0; t < TB; ++t)
+          for (index_t l = m * lpg; l < (m + 1) * lpg; ++l) d[t] += lanes[t][l];
+        flush(g++);
       }
     }
   }
   // the columns past the last full block, scalar, continuing group g
   for (index_t c = nb * BC; c < cols; ++c) {
-    d += std::int32_t(qb[c]) * std::int32_t((wr[c / P] >> (int(c % P) * Bits)) & ((word_t(1) << Bits) - 1));
-    if (c + 1 == cols || (c + 1) % gc == 0) {
-      int8_flush(acc, sr[g], d, bz, isum[g]);
-      d = 0;
-      ++g;
-    }
+    const std::int32_t u = std::int32_t((wr[c / P] >> (int(c % P) * Bits)) & ((word_t(1) << Bits) - 1));
+    for (int t = 0; t < TB; ++t) d[t] += std::int32_t(q[(b0 + t) * cols + c]) * u;
+    if (c + 1 == cols || (c + 1) % gc == 0) flush(g++);
   }
-  if (nb * BC >= cols && g < gpr) int8_flush(acc, sr[g], d, bz, isum[g]);  // a last group ending in a block
-  return acc;
+  if (nb * BC >= cols && g < gpr) flush(g);  // a last group ending in a block
 }
 #endif
 
@@ -447,17 +450,29 @@ void gemm_int8(const PackedView<Bits, GroupSize>& w, const float* x, index_t bat
 #endif
   }
   parallel_for(0, rows, detail::row_grain, [&](index_t lo, index_t hi) {
-    for (index_t r = lo; r < hi; ++r)
-      for (index_t b = 0; b < batch; ++b) {
-        float acc;
+    for (index_t r = lo; r < hi; ++r) {
 #if WEFT_USE_XSIMD
-        if constexpr (simd::active<float>) acc = detail::int8_row_vector(w, r, q + b * cols, qp + b * pw, isum + b * gpr);
-        else acc = detail::int8_row_scalar(w, r, q + b * cols, isum + b * gpr);
-#else
-        acc = detail::int8_row_scalar(w, r, q + b * cols, isum + b * gpr);
-#endif
-        y[b * rows + r] = detail::int8_finish(acc, scale[b], bias, r);
+      if constexpr (simd::active<float>) {
+        float acc[4];
+        auto tile = [&](auto tb, index_t b0) {
+          constexpr int TB = decltype(tb)::value;
+          detail::int8_tile_vector<TB>(w, r, b0, q, qp, pw, isum, acc);
+          for (int t = 0; t < TB; ++t) y[(b0 + t) * rows + r] = detail::int8_finish(acc[t], scale[b0 + t], bias, r);
+        };
+        index_t b = 0;
+        for (; b + 4 <= batch; b += 4) tile(std::integral_constant<int, 4>{}, b);
+        switch (batch - b) {
+          case 3: tile(std::integral_constant<int, 3>{}, b); break;
+          case 2: tile(std::integral_constant<int, 2>{}, b); break;
+          case 1: tile(std::integral_constant<int, 1>{}, b); break;
+          default: break;
+        }
+        continue;
       }
+#endif
+      for (index_t b = 0; b < batch; ++b)
+        y[b * rows + r] = detail::int8_finish(detail::int8_row_scalar(w, r, q + b * cols, isum + b * gpr), scale[b], bias, r);
+    }
   });
 }
 
