@@ -364,29 +364,31 @@ void int8_tile_vector(const PackedView<Bits, GroupSize>& w, index_t r, index_t b
   const word_t* wr = w.words + r * wpr;
   const float* sr = w.steps + r * gpr;
   const double bz = double(w.bias());
-  std::int32_t d[TB];  // the running dot of group g, per input row
-  for (int t = 0; t < TB; ++t) acc[t] = 0.0f, d[t] = 0;
+  std::int32_t d[TB];      // the running dot of group g, per input row (scalar part)
+  simd::int_batch s[TB];   // its vector part, reduced once per group
+  for (int t = 0; t < TB; ++t) acc[t] = 0.0f, d[t] = 0, s[t] = simd::int_batch(0);
   auto flush = [&](index_t g) {
     for (int t = 0; t < TB; ++t) {
-      int8_flush(acc[t], sr[g], d[t], bz, isum[(b0 + t) * gpr + g]);
+      int8_flush(acc[t], sr[g], d[t] + simd::reduce_add(s[t]), bz, isum[(b0 + t) * gpr + g]);
       d[t] = 0;
+      s[t] = simd::int_batch(0);
     }
   };
   index_t g = 0;
   for (index_t k = 0; k < nb; ++k) {
     const simd::word_batch wb = simd::load_words(wr + k * N);
-    simd::int_batch s[TB];
-    for (int t = 0; t < TB; ++t) s[t] = simd::int_batch(0);
     for (index_t i = 0; i < CB; ++i) {
       const simd::word_batch a = (wb >> int(i * Bits)) & simd::word_batch(bytemask);
       for (int t = 0; t < TB; ++t) s[t] = simd::dot_u8s8(s[t], a, simd::load_words(qp + (b0 + t) * pw + (k * CB + i) * N));
     }
-    if (GroupSize == 0 || gc >= BC) {  // the block lies in group g
-      for (int t = 0; t < TB; ++t) d[t] += simd::reduce_add(s[t]);
+    if (GroupSize == 0 || gc >= BC) {  // the block lies in group g: keep summing in s
       if (GroupSize != 0 && ((k + 1) * BC) % gc == 0) flush(g++);
     } else {  // the block holds BC / gc whole groups of gc / P lanes each
       alignas(64) std::int32_t lanes[TB][N];
-      for (int t = 0; t < TB; ++t) s[t].store_unaligned(lanes[t]);
+      for (int t = 0; t < TB; ++t) {
+        s[t].store_unaligned(lanes[t]);
+        s[t] = simd::int_batch(0);
+      }
       const index_t lpg = gc / P;
       for (index_t m = 0; m < N / lpg; ++m) {
         for (int t = 0; t < TB; ++t)
