@@ -68,7 +68,7 @@ double max_row_relative(const Tensor<float>& a, const Tensor<float>& e) {
 }
 
 template <int Bits, int GS>
-void check_deployed(nn::MLP<float>& mlp, const Dataset<float>& test) {
+std::size_t check_deployed(nn::MLP<float>& mlp, const Dataset<float>& test) {
   std::vector<deploy::PackedWeights<Bits, GS>> packed;
   for (auto& l : mlp.layers) {
     const quant::QuantizedWeights<float> qw = quant::export_weights(l);
@@ -94,6 +94,9 @@ void check_deployed(nn::MLP<float>& mlp, const Dataset<float>& test) {
   MESSAGE("bits ", Bits, ", group ", GS, ": packed vs QAT logits, max row-relative error ", err);
   CHECK(err <= 1e-6);
   CHECK(nn::argmax_rows(dep) == nn::argmax_rows(qat));
+  std::size_t bytes = 0;
+  for (const auto& p : packed) bytes += p.bytes();
+  return bytes;
 }
 
 Dataset<float> scaled_digits(Dataset<float> d) {
@@ -109,7 +112,8 @@ TEST_CASE("deploy/qat: a trained 2-bit StatsQ MLP, packed, gives the QAT eval lo
   so.bits = 2;
   quant::quantize_linears<float>(mlp, quant::statsq_factory<float>(so));
   train(mlp, train_set, 40, rng);
-  check_deployed<2, 0>(mlp, test_set);
+  // 96 rows x (4 words + 1 step) + 10 rows x (6 words + 1 step), 4 B each: 2.48 bits per weight
+  CHECK(check_deployed<2, 0>(mlp, test_set) == 96 * 5 * 4 + 10 * 7 * 4);
   check_deployed<2, 32>(mlp, test_set);  // per-row steps repeated per group of 32
   check_deployed<2, 64>(mlp, test_set);
 }
