@@ -22,6 +22,7 @@
 #include "weft/core/detail/eigen.hpp"  // Eigen, after the AVX-512 intrinsics guard (GCC 12)
 #include "weft/core/parallel.hpp"
 #include "weft/core/rng.hpp"
+#include "weft/deploy/int8.hpp"
 #include "weft/deploy/kernels.hpp"
 #include "weft/deploy/packed.hpp"
 

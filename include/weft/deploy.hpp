@@ -5,6 +5,7 @@
 #pragma once
 
 #include "weft/deploy/from_quant.hpp"
+#include "weft/deploy/int8.hpp"
 #include "weft/deploy/kernels.hpp"
 #include "weft/deploy/linear.hpp"
 #include "weft/deploy/packed.hpp"

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "deploy_test_util.hpp"
+#include "weft/deploy/int8.hpp"
 #include "weft/deploy/kernels.hpp"
 #include "weft/deploy/linear.hpp"
 #include "weft/deploy/packed.hpp"

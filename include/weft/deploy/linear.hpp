@@ -8,6 +8,7 @@
 
 #include "weft/core/error.hpp"
 #include "weft/core/tensor.hpp"
+#include "weft/deploy/int8.hpp"
 #include "weft/deploy/kernels.hpp"
 #include "weft/deploy/packed.hpp"
 
