@@ -13,4 +13,5 @@
 #include "weft/phm.hpp"
 #include "weft/prune.hpp"
 #include "weft/quant.hpp"
+#include "weft/deploy.hpp"
 #include "weft/ep.hpp"

@@ -9,6 +9,7 @@
 // is compiled for (SSE2 on plain x86-64; -march=native in weft's own tests and benchmarks).
 #pragma once
 
+#include <cstdint>
 #include <type_traits>
 
 #include "weft/config.hpp"
@@ -69,6 +70,46 @@ inline void map3(const T* a, const T* b, const T* c, T* out, index_t n, FV&& fv,
   index_t i = 0;
   for (; i < full; i += W) store(out + i, fv(load(a + i), load(b + i), load(c + i)));
   for (; i < n; ++i) out[i] = fs(a[i], b[i], c[i]);
+}
+
+/// a * b + c (fused where the instruction set has it).
+template <class T>
+inline batch<T> fma(const batch<T>& a, const batch<T>& b, const batch<T>& c) { return xsimd::fma(a, b, c); }
+/// The sum of the lanes (the order is xsimd's, fixed for a given instruction set).
+template <class T>
+inline T reduce_add(const batch<T>& b) { return xsimd::hadd(b); }
+
+/// 32-bit words, as many lanes as batch<float> (the packed low-bit kernels of deploy/).
+using word_batch = xsimd::batch<std::uint32_t>;
+static_assert(word_batch::size == xsimd::batch<float>::size, "weft: a word batch must have as many lanes as a float batch");
+/// width<float> consecutive words from p (no alignment needed).
+inline word_batch load_words(const std::uint32_t* p) { return word_batch::load_unaligned(p); }
+/// (w >> shift) & mask in every lane, as float: one bit field of each word, exact for a mask
+/// below 2^24 (packed codes are at most 8 bits).
+inline batch<float> field_to_float(const word_batch& w, int shift, std::uint32_t mask) {
+  const word_batch f = (w >> shift) & word_batch(mask);
+  return xsimd::to_float(xsimd::bitwise_cast<xsimd::batch<std::int32_t>>(f));
+}
+/// 32-bit signed integer lanes, as many as batch<float>.
+using int_batch = xsimd::batch<std::int32_t>;
+/// acc + sum over the 4 bytes k of each 32-bit lane of a_k (unsigned) * b_k (signed), without
+/// saturation (exact while the sums fit in int32): VNNI's vpdpbusd on AVX-512 VNNI or AVX-VNNI
+/// builds, else shifts and 32-bit multiplies with the same result.
+inline int_batch dot_u8s8(const int_batch& acc, const word_batch& a, const word_batch& b) {
+#if defined(__AVX512VNNI__) && XSIMD_WITH_AVX512F
+  return int_batch(_mm512_dpbusd_epi32(acc, a, b));
+#elif defined(__AVXVNNI__) && XSIMD_WITH_AVX2 && !XSIMD_WITH_AVX512F
+  return int_batch(_mm256_dpbusd_avx_epi32(acc, a, b));
+#else
+  const int_batch ai = xsimd::bitwise_cast<int_batch>(a), bi = xsimd::bitwise_cast<int_batch>(b);
+  int_batch s = acc;
+  for (int k = 0; k < 4; ++k) {
+    const int_batch ak = (ai >> (8 * k)) & int_batch(0xff);  // byte k, zero-extended
+    const int_batch bk = (bi << (24 - 8 * k)) >> 24;         // byte k, sign-extended
+    s = s + ak * bk;
+  }
+  return s;
+#endif
 }
 #endif
 
