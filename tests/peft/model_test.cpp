@@ -145,11 +145,14 @@ TEST_CASE("peft/model: merging into a base of another shape, or under a foreign 
   CHECK_THROWS_WITH_AS(peft::merge(lin), doctest::Contains("got 'doubler'"), ConfigError);
   CHECK(sw.unchanged());
   CHECK_FALSE(a->merged());
-  // a BoneAffine after a foreign transform cannot merge either; before one it can
+  // a BoneAffine cannot go after a foreign transform (it acts on the plain stored weight): refused
+  // when attached, chain unchanged; before one it can merge
   nn::Linear<double> l2(8, 8, rng);
   l2.add_transform(std::make_shared<Doubler>());
-  peft::add_bone_affine(l2, model_bone(4), rng);
-  WEFT_NN_CHECK_FAILS(peft::merge(l2), ConfigError, "peft::merge");
+  WEFT_NN_CHECK_FAILS(peft::add_bone_affine(l2, model_bone(4), rng), ConfigError, "nn::Linear::add_transform");
+  CHECK(l2.transforms().size() == 1);
+  WEFT_NN_CHECK_FAILS(peft::attach_bone_affine(l2, model_bone(4), rng), ConfigError, "peft::attach_bone_affine");
+  CHECK(l2.transforms().size() == 1);
   nn::Linear<double> l3(8, 8, rng);
   auto b3 = peft::add_bone_affine(l3, model_bone(4), rng);
   b3->B().value().copy_from(test::randn<double>({2, 4, 4}, rng, 0, 0.2));

@@ -124,15 +124,17 @@ TEST_CASE("reparam/attach: failures leave the model untouched") {
   Rng rng(4);
   nn::MLP<double> mlp({4, 4, 4, 2}, rng);
   const auto saved = values(mlp);
-  SUBCASE("a layer that already has a transform") {
-    struct Id : nn::WeightTransform<double> {
-      std::string name() const override { return "id"; }
+  SUBCASE("a layer whose transform needs the plain weight (BoneAffine-like)") {
+    struct Plain : nn::WeightTransform<double> {
+      std::string name() const override { return "plain"; }
+      bool needs_plain_weight() const override { return true; }
       Var<double> apply(const Var<double>& w) override { return w; }
     };
-    mlp.layers[1].add_transform(std::make_shared<Id>());
+    mlp.layers[1].add_transform(std::make_shared<Plain>());
     WEFT_NN_CHECK_FAILS(attach_compander(mlp), ConfigError, "reparam::attach_compander");
     CHECK(mlp.layers[0].transforms().empty());
     CHECK(mlp.layers[2].transforms().empty());
+    CHECK(mlp.layers[1].transforms().size() == 1);
   }
   SUBCASE("a second compander") {
     attach_compander(mlp);
@@ -165,7 +167,7 @@ TEST_CASE("reparam/attach: failures leave the model untouched") {
                         ConfigError, "reparam::attach_compander");
   }
   for (auto& l : mlp.layers)
-    if (l.transforms().size() == 1 && l.transforms()[0]->name() == "id") l.clear_transforms();
+    if (l.transforms().size() == 1 && l.transforms()[0]->name() == "plain") l.clear_transforms();
   for (auto& l : mlp.layers) CHECK(l.transforms().empty());
   CHECK(same_values(mlp, saved));
 }
