@@ -163,18 +163,20 @@ TEST_CASE("nn/attach: a second quantiser or compander, or anything before a plai
   l.add_transform(std::make_shared<Tagged>("r1", S::reparam, 0.0, nullptr));
   WEFT_NN_CHECK_FAILS(l.add_transform(std::make_shared<Tagged>("r2", S::reparam, 0.0, nullptr)), ConfigError,
                       "nn::Linear::add_transform");
-  // a plain-weight transform (BoneAffine-like) must come first: refused after a reparam/weight ...
+  // a plain-weight transform (BoneAffine-like) follows only its own kind: refused after a reparam ...
   WEFT_NN_CHECK_FAILS(l.add_transform(std::make_shared<Tagged>("bone", S::weight, 0.0, nullptr, true)), ConfigError,
                       "nn::Linear::add_transform");
   // ... and nothing may go before one
   nn::Linear<double> p(3, 2, rng);
   p.add_transform(std::make_shared<Tagged>("bone", S::weight, 0.0, nullptr, true));
   p.add_transform(std::make_shared<Tagged>("q", S::quantizer, 0.0, nullptr));  // after it: fine
+  p.add_transform(std::make_shared<Tagged>("bone2", S::weight, 0.0, nullptr, true));  // stacked: they merge in order
   WEFT_NN_CHECK_FAILS(p.add_transform(std::make_shared<Tagged>("r", S::reparam, 0.0, nullptr)), ConfigError,
                       "nn::Linear::add_transform");
-  WEFT_NN_CHECK_FAILS(p.add_transform(std::make_shared<Tagged>("bone2", S::weight, 0.0, nullptr, true)), ConfigError,
+  p.add_transform(std::make_shared<Tagged>("w", S::weight, 0.0, nullptr));  // a general map after them
+  WEFT_NN_CHECK_FAILS(p.add_transform(std::make_shared<Tagged>("bone3", S::weight, 0.0, nullptr, true)), ConfigError,
                       "nn::Linear::add_transform");
-  CHECK(chain_names(p) == std::vector<std::string>{"bone", "q"});
+  CHECK(chain_names(p) == std::vector<std::string>{"bone", "bone2", "w", "q"});
 }
 
 TEST_CASE("nn/hooks: a step hook runs while its handle lives; handles survive the optimiser and its moves") {

@@ -90,6 +90,21 @@ TEST_CASE("peft/model: targets reach attention projections by name") {
   CHECK(peft::is_target("blocks.0.attn.q_proj", {"q_proj"}));
   CHECK_FALSE(peft::is_target("blocks.0.attn.xq_proj", {"q_proj"}));
   CHECK(peft::is_target("anything", {}));
+  // a regex over the whole dotted name (PEFT's target_modules string) and a predicate
+  nn::MultiHeadAttention<double> a2(8, 2, rng);
+  const auto rx = peft::attach_bone_shared(a2, model_bone(4), rng, nn::Selector<double>::regex("[kv]_proj"));
+  REQUIRE(rx.adapters.size() == 2);
+  CHECK(rx.adapters[0].layer_name == "k_proj");
+  CHECK(rx.adapters[1].layer_name == "v_proj");
+  const auto pr = peft::attach_lora(a2, model_lora(2, 4), rng,
+                                    [](const std::string& n, const nn::Linear<double>&) { return n == "out_proj"; });
+  REQUIRE(pr.adapters.size() == 1);
+  CHECK(a2.out_proj.side_paths().size() == 1);
+  // an unknown name: the error names it and lists the layers; nothing attached
+  CHECK_THROWS_WITH_AS(peft::attach_lora(a2, model_lora(2, 4), rng, {"q_proj", "qq_proj"}),
+                       doctest::Contains("'qq_proj' matching none; the model's Linears are {q_proj, k_proj, v_proj, out_proj}"),
+                       ConfigError);
+  CHECK(a2.q_proj.side_paths().empty());
 }
 
 TEST_CASE("peft/model: several adapters on one layer merge together and unmerge in reverse") {

@@ -213,6 +213,34 @@ TEST_CASE("reparam/attach: parameter groups follow the spec's decay and learning
   WEFT_NN_CHECK_FAILS(add_compander_hooks(opt, af, -1.0), ValueError, "reparam::add_compander_hooks");
 }
 
+TEST_CASE("reparam/attach: the compander hooks are owned: the group removes them, compander_sgd keeps them") {
+  Rng rng(61);
+  nn::MLP<double> mlp({4, 3, 2}, rng);
+  CompanderOptions lo;
+  lo.learnable = true;
+  auto att = attach_compander(mlp, lo, {"layers.0"});
+  REQUIRE(att.layers.size() == 1);
+  CHECK(mlp.layers[1].transforms().empty());
+  nn::SGD<double> opt(mlp.parameters());
+  {
+    nn::HookGroup g = add_compander_hooks(opt, att, 1e-3);
+    CHECK(g.size() == 1);  // learnable (a, b): the floor clamp after each step
+    CHECK(opt.num_post_step_hooks() == 1);
+  }
+  CHECK(opt.num_post_step_hooks() == 0);
+  // compander_sgd returns its optimiser by value with the hooks released to it
+  auto af = attach_compander(mlp, CompanderOptions{}, {"layers.1"});
+  nn::SGDOptions so;
+  so.weight_decay = 1e-3;
+  nn::SGD<double> own = compander_sgd(mlp, af, so);
+  CHECK(own.num_pre_step_hooks() == 1);  // fixed (a, b): decay on Psi(v) before each step
+  nn::SGD<double> moved(std::move(own));
+  CHECK(moved.num_pre_step_hooks() == 1);
+  moved.zero_grad();
+  moved.step();  // runs the hook through the moved optimiser
+  CHECK(mlp.layers[0].transforms().size() == 1);
+}
+
 TEST_CASE("reparam/attach: fixed (a, b): weight decay on Psi(v), the gradient of (lambda / 2) ||Psi(v)||^2") {
   Rng rng(6);
   nn::Linear<double> lin(5, 3, rng, false);

@@ -60,7 +60,7 @@ class WeightTransform {
   /// Its place in the canonical order (TransformStage::weight unless overridden).
   virtual TransformStage stage() const { return TransformStage::weight; }
   /// True for a transform that reads or merges into the stored weight itself (BoneAffine's merge
-  /// writes W (I + B) + B into it): it must be the first of its chain, nothing before it.
+  /// writes W (I + B) + B into it): only transforms of the same kind may come before it.
   virtual bool needs_plain_weight() const { return false; }
   /// The transformed weight, recorded on w's tape (use Tape::record for custom backwards).
   virtual Var<T> apply(const Var<T>& w) = 0;

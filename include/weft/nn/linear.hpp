@@ -120,8 +120,8 @@ class Linear : public Module<T> {
   }
   /// Throws a ConfigError naming `fn` when t cannot join this layer's chain: a second transform
   /// of an exclusive stage (reparam, quantizer), or a chain in which a transform that needs the
-  /// plain weight (needs_plain_weight) would not come first. Changes nothing. Families call it
-  /// on every layer before attaching to any.
+  /// plain weight (needs_plain_weight) would follow one that does not. Changes nothing. Families
+  /// call it on every layer before attaching to any.
   void check_transform(const WeightTransform<T>& t, const char* fn) const {
     const TransformStage st = t.stage();
     if (st == TransformStage::reparam || st == TransformStage::quantizer)
@@ -129,14 +129,16 @@ class Linear : public Module<T> {
         WEFT_CHECK(e->stage() != st, config, fn, "expected at most one ", to_string(st), " transform per weight, got '",
                    t.name(), "' on a weight that already carries '", e->name(), "'");
     const std::size_t at = insert_position(st);
-    if (t.needs_plain_weight())
-      WEFT_CHECK(at == 0, config, fn, "expected '", t.name(),
-                 "' to act on the plain stored weight (first in the chain), got it after '", transforms_[at - 1]->name(),
-                 "' (", to_string(transforms_[at - 1]->stage()), " stage)");
-    if (at == 0 && !transforms_.empty())
-      WEFT_CHECK(!transforms_.front()->needs_plain_weight(), config, fn, "expected no transform before '",
-                 transforms_.front()->name(), "' (it acts on the plain stored weight), got '", t.name(), "' (",
-                 to_string(st), " stage)");
+    if (t.needs_plain_weight())  // only transforms of the same kind before it (they merge in order)
+      for (std::size_t i = 0; i < at; ++i)
+        WEFT_CHECK(transforms_[i]->needs_plain_weight(), config, fn, "expected '", t.name(),
+                   "' to act on the plain stored weight, got it after '", transforms_[i]->name(), "' (",
+                   to_string(transforms_[i]->stage()), " stage)");
+    else
+      for (std::size_t i = at; i < transforms_.size(); ++i)
+        WEFT_CHECK(!transforms_[i]->needs_plain_weight(), config, fn, "expected no transform before '",
+                   transforms_[i]->name(), "' (it acts on the plain stored weight), got '", t.name(), "' (",
+                   to_string(st), " stage)");
   }
   const std::vector<std::shared_ptr<WeightTransform<T>>>& transforms() const noexcept { return transforms_; }
   void clear_transforms() { transforms_.clear(); }
