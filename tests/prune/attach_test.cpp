@@ -202,6 +202,17 @@ TEST_CASE("prune/calibration: hooks collect the inputs each Linear's product saw
   }
   Tape<double> tape;
   model(tape.constant(x1));  // hooks are gone after the scope
+  {
+    Calibration<double> one(model, {"layers.1"});  // a selector instead of a list
+    no_grad ng;
+    model(tape.constant(x2));
+    REQUIRE(one.size() == 1);
+    CHECK(one.name(0) == "layers.1");
+    CHECK(one.stats(0).samples() == 6);
+    CHECK(model.layers[0].num_forward_hooks() == 0);
+    CHECK(model.layers[1].num_forward_hooks() == 1);
+  }
+  CHECK(model.layers[1].num_forward_hooks() == 0);
   WEFT_PRUNE_CHECK_FAILS(Calibration<double>(std::vector<NamedLinear<double>>{}), ConfigError, "prune::Calibration");
   HessianStats<double> empty(5);
   WEFT_PRUNE_CHECK_FAILS(obs_diag_importance(model.layers[0].weight.value(), empty), ShapeError, "prune::HessianStats::hessian");

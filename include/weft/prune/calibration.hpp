@@ -43,10 +43,15 @@ struct CalibrationOptions {
   bool hessian = true;  ///< accumulate sum X^T X (din^2 doubles per layer); false: column norms only
 };
 
-/// Forward hooks on a set of Linears that accumulate HessianStats of their inputs.
+/// Forward hooks on a set of Linears that accumulate HessianStats of their inputs. The hooks are
+/// owned (nn::HookHandle): destroying the Calibration removes them, and is safe after the layers.
 template <class T>
 class Calibration {
  public:
+  /// The Linears of `model` that `select` picks (all by default), in linear_layers order.
+  Calibration(nn::Module<T>& model, const nn::SelectorArg<T>& select, const CalibrationOptions& o = {})
+      : Calibration(linear_layers(model, select), o) {}
+  /// An explicit list of layers (e.g. one layer of linear_layers(model), calibrated on its own).
   explicit Calibration(std::vector<NamedLinear<T>> layers, const CalibrationOptions& o = {}) {
     const char* fn = "prune::Calibration";
     WEFT_CHECK(!layers.empty(), config, fn, "expected at least one layer to calibrate, got none");
