@@ -184,7 +184,7 @@ SeedResult run_seed(Experiment& ex, int seed, bool sweep) {
   prune::MaskOptions row = mo;
   row.group = prune::mask_group::row;
   auto evaluate_masks = [&](Method m, const std::vector<prune::Mask>& masks) {
-    prune::apply_masks(layers, masks, orig, false);
+    prune::apply_masks(model, {}, masks, orig, false);  // every Linear, in the order of `layers`
     for (std::size_t l = 0; l < layers.size(); ++l) {
       const prune::Mask& k = masks[l];
       res.count_violations += k.zeros() != prune::prune_count(ex.sparsity, k.numel());
@@ -231,7 +231,7 @@ SeedResult run_seed(Experiment& ex, int seed, bool sweep) {
       for (auto& mi : by) {
         prune::MaskOptions oo = o;
         if (mi.first == wanda) oo.group = prune::mask_group::row;
-        prune::apply_masks(layers, masks_of(*mi.second, oo), orig, false);
+        prune::apply_masks(model, {}, masks_of(*mi.second, oo), orig, false);
         f << s << ',' << method_key[mi.first] << ',' << cl::evaluate(model, ex.gen.test) << ','
           << cl::evaluate(model, ex.leg.test) << '\n';
         restore(layers, orig);

@@ -104,16 +104,17 @@ RunA run_a(ArmA arm, int bits, nn::MLP<float>& fp, const DigitsSplit& d, std::ui
   const bool with_cga = arm == ArmA::cga;
   RunA r;
   std::vector<Tensor<float>> before(2);
+  nn::HookHandle check_pre, check_post;  // the example's own checks, removed with these handles
   if (with_cga) {
     cga.manage(m.layers[0], "W1");
     cga.manage(m.layers[1], "W2");
     cga.set_active(false);
-    opt.add_pre_step_hook([&](nn::Optimizer<float>&) {  // independent check of assertion 4
+    check_pre = opt.add_pre_step_hook([&](nn::Optimizer<float>&) {  // independent check of assertion 4
       if (cga.active())
         for (std::size_t i = 0; i < 2; ++i) before[i] = m.layers[i].weight.value().clone();
     });
     cga.attach(opt);
-    opt.add_post_step_hook([&](nn::Optimizer<float>&) {
+    check_post = opt.add_post_step_hook([&](nn::Optimizer<float>&) {
       if (!cga.active()) return;
       for (std::size_t i = 0; i < 2; ++i) {
         const auto& keep = cga.trainable_mask(i);

@@ -119,7 +119,7 @@ TEST_CASE("incremental/align: clipping after every optimiser step keeps min(head
   so.lr = 0.5;
   so.momentum = 0.9;
   nn::SGD<double> opt(net.parameters(), so);
-  incremental::add_weight_clipping(opt, net.head());
+  nn::HookHandle clip = incremental::add_weight_clipping(opt, net.head());
   CHECK(net.head().weight.value().array().minCoeff() < 0);  // before any step
   const Tensor<double> x = test::randn<double>({16, 6}, rng);
   std::vector<int> y;

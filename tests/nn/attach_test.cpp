@@ -391,12 +391,14 @@ TEST_CASE("nn/attach: forward hooks see the input and output values and can be r
   lin.add_side_path(lora);
   std::vector<Tensor<double>> ins, outs;
   int second = 0;
-  const std::size_t h1 = lin.add_forward_hook([&](const Tensor<double>& in, const Tensor<double>& out) {
+  nn::HookHandle h1 = lin.add_forward_hook([&](const Tensor<double>& in, const Tensor<double>& out) {
     ins.push_back(in.clone());
     outs.push_back(out.clone());
   });
-  const std::size_t h2 = lin.add_forward_hook([&](const Tensor<double>&, const Tensor<double>&) { ++second; });
-  CHECK(h1 != h2);
+  nn::HookHandle h2 = lin.add_forward_hook([&](const Tensor<double>&, const Tensor<double>&) { ++second; });
+  CHECK(h1.active());
+  CHECK(h2.active());
+  CHECK(lin.num_forward_hooks() == 2);
   const Tensor<double> x = test::randn<double>({2, 4}, rng);
   Tensor<double> y;
   {
@@ -408,19 +410,35 @@ TEST_CASE("nn/attach: forward hooks see the input and output values and can be r
   CHECK(test::identical(outs[0], y));  // the output includes the side path
   CHECK(second == 1);
 
-  CHECK(lin.remove_forward_hook(h1));
-  CHECK_FALSE(lin.remove_forward_hook(h1));
-  CHECK_FALSE(lin.remove_forward_hook(12345));
+  h1.remove();
+  CHECK_FALSE(h1.active());
+  h1.remove();  // idempotent
   forward_value(lin, x);
   CHECK(ins.size() == 1);
   CHECK(second == 2);
-  CHECK(lin.remove_forward_hook(h2));
+  {
+    nn::HookHandle moved = std::move(h2);  // the hook follows its handle
+    CHECK_FALSE(h2.active());
+    CHECK(moved.active());
+    forward_value(lin, x);
+    CHECK(second == 3);
+  }  // destroyed: removed
   forward_value(lin, x);
-  CHECK(second == 2);
-  // ids are not reused
-  const std::size_t h3 = lin.add_forward_hook([](const Tensor<double>&, const Tensor<double>&) {});
-  CHECK(h3 != h1);
-  CHECK(h3 != h2);
+  CHECK(second == 3);
+  CHECK(lin.num_forward_hooks() == 0);
+  // a released hook stays for the layer's lifetime; a handle that outlives its layer is inert
+  nn::HookHandle h3;
+  {
+    nn::Linear<double> tmp(4, 3, rng);
+    h3 = tmp.add_forward_hook([&](const Tensor<double>&, const Tensor<double>&) { ++second; });
+    nn::HookHandle h4 = tmp.add_forward_hook([&](const Tensor<double>&, const Tensor<double>&) { ++second; });
+    h4.release();
+    forward_value(tmp, x);
+    CHECK(second == 5);
+    CHECK(tmp.num_forward_hooks() == 2);
+  }
+  CHECK_FALSE(h3.active());
+  h3.remove();  // the layer is gone: nothing to do, no dangling access
 }
 
 TEST_CASE("nn/attach: transform and side-path parameters are named inside a model and reach the optimiser") {
@@ -517,7 +535,7 @@ TEST_CASE("nn/attach: an input transform acts before the product; side paths see
     expect.array() += lora->forward(t.constant(x)).value().array();
   }
   Tensor<double> seen;
-  lin.add_forward_hook([&](const Tensor<double>& xin, const Tensor<double>&) { seen = xin.clone(); });
+  nn::HookHandle hook = lin.add_forward_hook([&](const Tensor<double>& xin, const Tensor<double>&) { seen = xin.clone(); });
   WEFT_CHECK_CLOSE(forward_value(lin, x), expect, 1e-12);
   WEFT_CHECK_CLOSE(seen, x2, 0.0);  // hooks see the input the product used
   // gradient of the transform's parameter c: d/dc sum(R * (c x W^T)) by finite differences

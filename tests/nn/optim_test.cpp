@@ -311,13 +311,13 @@ TEST_CASE("nn/optim: pre- and post-step hooks run in order around the update") {
   o.lr = 0.5;
   nn::SGD<double> opt({p}, o);
   std::vector<std::string> log;
-  opt.add_pre_step_hook([&](nn::Optimizer<double>& op) {
+  nn::HookHandle h1 = opt.add_pre_step_hook([&](nn::Optimizer<double>& op) {
     log.push_back("pre" + std::to_string(op.steps()));
     CHECK(p.value()(1) == doctest::Approx(1.0 - 0.5 * double(op.steps())));  // not yet updated
     p.grad().flat(0) = 0;  // freeze element 0 by zeroing its gradient (CGA style)
   });
-  opt.add_pre_step_hook([&](nn::Optimizer<double>& op) { log.push_back("pre'" + std::to_string(op.steps())); });
-  opt.add_post_step_hook([&](nn::Optimizer<double>& op) {
+  nn::HookHandle h2 = opt.add_pre_step_hook([&](nn::Optimizer<double>& op) { log.push_back("pre'" + std::to_string(op.steps())); });
+  nn::HookHandle h3 = opt.add_post_step_hook([&](nn::Optimizer<double>& op) {
     log.push_back("post" + std::to_string(op.steps()));
     CHECK(p.value()(1) == doctest::Approx(1.0 - 0.5 * double(op.steps())));  // already updated
   });
@@ -337,7 +337,7 @@ TEST_CASE("nn/optim: a post-step hook that restores a value keeps it restored") 
   o.lr = 0.1;
   nn::Adam<double> opt({p}, o);
   const double kept = p.value()(1);
-  opt.add_post_step_hook([&](nn::Optimizer<double>&) { p.value().flat(1) = kept; });
+  nn::HookHandle h = opt.add_post_step_hook([&](nn::Optimizer<double>&) { p.value().flat(1) = kept; });
   for (int s = 0; s < 5; ++s) {
     p.grad().fill(1.0);
     opt.step();

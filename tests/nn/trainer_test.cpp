@@ -461,7 +461,7 @@ TEST_CASE("nn/trainer: a trainer can fit again after a step threw") {
   LinearLoss ll;
   nn::SGD<double> opt({ll.w});
   bool fail = true;
-  opt.add_pre_step_hook([&](nn::Optimizer<double>&) {
+  nn::HookHandle h = opt.add_pre_step_hook([&](nn::Optimizer<double>&) {
     if (fail) {
       fail = false;
       throw ValueError("hook failed");

@@ -90,6 +90,21 @@ TEST_CASE("peft/model: targets reach attention projections by name") {
   CHECK(peft::is_target("blocks.0.attn.q_proj", {"q_proj"}));
   CHECK_FALSE(peft::is_target("blocks.0.attn.xq_proj", {"q_proj"}));
   CHECK(peft::is_target("anything", {}));
+  // a regex over the whole dotted name (PEFT's target_modules string) and a predicate
+  nn::MultiHeadAttention<double> a2(8, 2, rng);
+  const auto rx = peft::attach_bone_shared(a2, model_bone(4), rng, nn::Selector<double>::regex("[kv]_proj"));
+  REQUIRE(rx.adapters.size() == 2);
+  CHECK(rx.adapters[0].layer_name == "k_proj");
+  CHECK(rx.adapters[1].layer_name == "v_proj");
+  const auto pr = peft::attach_lora(a2, model_lora(2, 4), rng,
+                                    [](const std::string& n, const nn::Linear<double>&) { return n == "out_proj"; });
+  REQUIRE(pr.adapters.size() == 1);
+  CHECK(a2.out_proj.side_paths().size() == 1);
+  // an unknown name: the error names it and lists the layers; nothing attached
+  CHECK_THROWS_WITH_AS(peft::attach_lora(a2, model_lora(2, 4), rng, {"q_proj", "qq_proj"}),
+                       doctest::Contains("'qq_proj' matching none; the model's Linears are {q_proj, k_proj, v_proj, out_proj}"),
+                       ConfigError);
+  CHECK(a2.q_proj.side_paths().empty());
 }
 
 TEST_CASE("peft/model: several adapters on one layer merge together and unmerge in reverse") {
@@ -145,11 +160,14 @@ TEST_CASE("peft/model: merging into a base of another shape, or under a foreign 
   CHECK_THROWS_WITH_AS(peft::merge(lin), doctest::Contains("got 'doubler'"), ConfigError);
   CHECK(sw.unchanged());
   CHECK_FALSE(a->merged());
-  // a BoneAffine after a foreign transform cannot merge either; before one it can
+  // a BoneAffine cannot go after a foreign transform (it acts on the plain stored weight): refused
+  // when attached, chain unchanged; before one it can merge
   nn::Linear<double> l2(8, 8, rng);
   l2.add_transform(std::make_shared<Doubler>());
-  peft::add_bone_affine(l2, model_bone(4), rng);
-  WEFT_NN_CHECK_FAILS(peft::merge(l2), ConfigError, "peft::merge");
+  WEFT_NN_CHECK_FAILS(peft::add_bone_affine(l2, model_bone(4), rng), ConfigError, "nn::Linear::add_transform");
+  CHECK(l2.transforms().size() == 1);
+  WEFT_NN_CHECK_FAILS(peft::attach_bone_affine(l2, model_bone(4), rng), ConfigError, "peft::attach_bone_affine");
+  CHECK(l2.transforms().size() == 1);
   nn::Linear<double> l3(8, 8, rng);
   auto b3 = peft::add_bone_affine(l3, model_bone(4), rng);
   b3->B().value().copy_from(test::randn<double>({2, 4, 4}, rng, 0, 0.2));

@@ -103,7 +103,7 @@ TEST_CASE("prune/attach: apply_masks zeroes the original weights; masks survive 
   }
   nn::Adam<float> opt(model.parameters(), ao);
   train(opt, 5);  // the weights moved away from the originals; Adam holds momentum
-  auto pruned = apply_masks(layers, masks, originals);
+  auto pruned = apply_masks(model, {}, masks, originals);
   REQUIRE(pruned.size() == 2);
   for (std::size_t i = 0; i < layers.size(); ++i)
     for (index_t j = 0; j < originals[i].numel(); ++j)
@@ -126,7 +126,7 @@ TEST_CASE("prune/attach: apply_masks zeroes the original weights; masks survive 
     CHECK(moved > 0);
   }
   SUBCASE("with enforcement, masked weights stay exactly +0 and the others train") {
-    enforce_masks(opt, pruned);
+    nn::HookHandle keep = enforce_masks(opt, pruned);
     const Tensor<float> before = layers[0].second->weight.value().clone();
     train(opt, 20);
     for (std::size_t i = 0; i < layers.size(); ++i)
@@ -150,12 +150,22 @@ TEST_CASE("prune/attach: bad input to apply_masks and enforce_masks leaves the m
   auto layers = linear_layers(model);
   const Tensor<float> w0 = layers[0].second->weight.value().clone();
   std::vector<Mask> masks = {Mask(8, 6), Mask(4, 7)};
-  WEFT_PRUNE_CHECK_FAILS(apply_masks(layers, masks), ShapeError, "prune::apply_masks");
-  WEFT_PRUNE_CHECK_FAILS(apply_masks(layers, std::vector<Mask>{Mask(8, 6)}), ShapeError, "prune::apply_masks");
+  WEFT_PRUNE_CHECK_FAILS(apply_masks<float>(model, {}, masks), ShapeError, "prune::apply_masks");
+  WEFT_PRUNE_CHECK_FAILS(apply_masks<float>(model, {}, std::vector<Mask>{Mask(8, 6)}), ShapeError, "prune::apply_masks");
   masks[1] = Mask(4, 8);
-  WEFT_PRUNE_CHECK_FAILS(apply_masks(layers, masks, std::vector<Tensor<float>>{w0}), ShapeError, "prune::apply_masks");
+  WEFT_PRUNE_CHECK_FAILS(apply_masks<float>(model, {}, masks, std::vector<Tensor<float>>{w0}), ShapeError,
+                         "prune::apply_masks");
+  // a selector that picks no layer names the model's layers
+  CHECK_THROWS_WITH_AS(apply_masks<float>(model, {"head"}, masks), doctest::Contains("{layers.0, layers.1}"), ConfigError);
   CHECK(test::identical(layers[0].second->weight.value(), w0));
   CHECK(layers[0].second->transforms().empty());
+  // one layer by name: its mask only
+  auto one = apply_masks<float>(model, {"layers.1"}, std::vector<Mask>{masks[1]});
+  REQUIRE(one.size() == 1);
+  CHECK(one[0].name == "layers.1");
+  CHECK(layers[0].second->transforms().empty());
+  CHECK(layers[1].second->transforms().size() == 1);
+  CHECK(linear_layers<float>(model, {"layers.1"}).size() == 1);
   nn::SGD<float> opt(model.parameters());
   PrunedWeight<float> bad{"x", layers[0].second->weight, std::make_shared<MaskTransform<float>>(Mask(2, 2))};
   WEFT_PRUNE_CHECK_FAILS(enforce_masks(opt, std::vector<PrunedWeight<float>>{bad}), ConfigError, "prune::enforce_masks");
@@ -192,6 +202,17 @@ TEST_CASE("prune/calibration: hooks collect the inputs each Linear's product saw
   }
   Tape<double> tape;
   model(tape.constant(x1));  // hooks are gone after the scope
+  {
+    Calibration<double> one(model, {"layers.1"});  // a selector instead of a list
+    no_grad ng;
+    model(tape.constant(x2));
+    REQUIRE(one.size() == 1);
+    CHECK(one.name(0) == "layers.1");
+    CHECK(one.stats(0).samples() == 6);
+    CHECK(model.layers[0].num_forward_hooks() == 0);
+    CHECK(model.layers[1].num_forward_hooks() == 1);
+  }
+  CHECK(model.layers[1].num_forward_hooks() == 0);
   WEFT_PRUNE_CHECK_FAILS(Calibration<double>(std::vector<NamedLinear<double>>{}), ConfigError, "prune::Calibration");
   HessianStats<double> empty(5);
   WEFT_PRUNE_CHECK_FAILS(obs_diag_importance(model.layers[0].weight.value(), empty), ShapeError, "prune::HessianStats::hessian");

@@ -245,4 +245,38 @@ TEST_CASE("prune/dpruner: bad input") {
                          ValueError, "prune::dual_importance_pass");
 }
 
+TEST_CASE("prune/dpruner: DualImportance owns its hooks: destroyed before the optimiser, or moved, it is safe") {
+  Rng rng(77);
+  Parameter<double> w(test::randn<double>(Shape{3, 4}, rng), "w");
+  const Tensor<double> g = test::rand_uniform<double>(Shape{3, 4}, rng, 0.1, 2.0);
+  const Tensor<double> c = test::randn<double>(Shape{3, 4}, rng);
+  nn::SGD<double> opt(std::vector<Parameter<double>>{w});
+  auto step = [&] {
+    Tape<double> tape;
+    opt.zero_grad();
+    tape.backward(sum(tape.param(w) * tape.constant(c)));
+    opt.step();
+  };
+  {
+    DualImportance<double> dual({w}, {g});
+    dual.attach(opt);
+    step();
+    CHECK(dual.steps() == 1);
+    DualImportance<double> moved(std::move(dual));  // the hooks share the state, not the object
+    step();
+    CHECK(moved.steps() == 2);
+    CHECK(opt.num_pre_step_hooks() == 1);
+  }
+  CHECK(opt.num_pre_step_hooks() == 0);
+  CHECK(opt.num_post_step_hooks() == 0);
+  // without the coupling hook the update is plain SGD: w <- w - lr c
+  const Tensor<double> before = w.value().clone();
+  step();
+  for (index_t i = 0; i < w.numel(); ++i) CHECK(w.value().flat(i) == doctest::Approx(before.flat(i) - 0.01 * c.flat(i)));
+  DualImportance<double> again({w}, {g});
+  again.attach(opt);
+  again.detach();
+  CHECK(opt.num_pre_step_hooks() == 0);
+}
+
 }  // namespace weft_unit_prune_dpruner_test

@@ -101,7 +101,7 @@ TEST_CASE("quant/cga: without the restore, Adam's momentum and decay would move 
   const Tensor<double> x = test::randn<double>(Shape{16, 16}, rng);
   for (int s = 0; s < 3; ++s) loss_step(layer, opt, x);
   std::vector<std::uint8_t> keep;
-  opt.add_pre_step_hook([&](nn::Optimizer<double>&) {  // zero the gradients only (no restore)
+  nn::HookHandle h = opt.add_pre_step_hook([&](nn::Optimizer<double>&) {  // zero the gradients only (no restore)
     q->confidence_mask(layer.weight.value(), 0.005, keep);
     for (std::size_t i = 0; i < keep.size(); ++i)
       if (!keep[i]) layer.weight.grad().flat(index_t(i)) = 0;

@@ -27,6 +27,11 @@ struct HalfTransform : nn::WeightTransform<T> {
   std::string name() const override { return "half"; }
   Var<T> apply(const Var<T>& w) override { return w * T(0.5); }
 };
+/// The same map at the mask stage (after a quantiser in the canonical order).
+template <class T>
+struct HalfMask : HalfTransform<T> {
+  nn::TransformStage stage() const override { return nn::TransformStage::mask; }
+};
 
 }  // namespace
 
@@ -69,6 +74,31 @@ TEST_CASE("quant/wrap: quantize_linears finds every Linear, honours the filter a
   const auto one = quant::quantize_linear<float>(lin, quant::statsq<3, float>(), nullptr, "lin");
   CHECK(one.weight->bits() == 3);
   CHECK(lin.transforms().size() == 1);
+}
+
+TEST_CASE("quant/wrap: a second quantiser on a weight is refused with the model untouched; regex selection") {
+  Rng rng(12);
+  nn::MLP<float> mlp({8, 8, 8, 4}, rng);
+  const auto first = quant::quantize_linears<float>(mlp, quant::statsq_factory<float>(), {"layers.2"});
+  REQUIRE(first.layers.size() == 1);
+  // layers.0 and layers.1 are fine, layers.2 has a quantiser: nothing changes anywhere
+  CHECK_THROWS_WITH_AS(quant::quantize_linears<float>(mlp, quant::lsq_factory<float>()),
+                       doctest::Contains("at most one quantizer transform per weight, got 'lsq'"), ConfigError);
+  CHECK(mlp.layers[0].transforms().empty());
+  CHECK(mlp.layers[1].transforms().empty());
+  CHECK(mlp.layers[2].transforms().size() == 1);
+  WEFT_QUANT_CHECK_FAILS(quant::quantize_linear<float>(mlp.layers[2], quant::lsq<2>(mlp.layers[2].weight.value())),
+                         ConfigError, "quant::quantize_linear");
+  CHECK(mlp.layers[2].transforms().size() == 1);
+  // a regex over the dotted names (full match)
+  const auto att = quant::quantize_linears<float>(mlp, quant::lsq_factory<float>(), nn::Selector<float>::regex("layers\\.[01]"));
+  CHECK(att.layers.size() == 2);
+  CHECK(att.layers[1].name == "layers.1");
+  // a name that matches no layer names itself and the model's layers
+  nn::MLP<float> other({4, 4}, rng);
+  CHECK_THROWS_WITH_AS(quant::quantize_linears<float>(other, quant::statsq_factory<float>(), {"head"}),
+                       doctest::Contains("'head' matching none; the model's Linears are {layers.0}"), ConfigError);
+  CHECK(other.layers[0].transforms().empty());
 }
 
 TEST_CASE("quant/wrap: a throwing factory leaves the model unchanged") {
@@ -117,7 +147,10 @@ TEST_CASE("quant/wrap: export needs a quantiser at the end of the chain; bad sha
   nn::Linear<float> plain(4, 3, rng);
   WEFT_QUANT_CHECK_FAILS(quant::export_weights(plain), ConfigError, "quant::export_weights");
   plain.add_transform(quant::statsq<2, float>());
-  plain.add_transform(std::make_shared<HalfTransform<float>>());
+  plain.add_transform(std::make_shared<HalfTransform<float>>());  // a weight-stage map goes before the quantiser
+  REQUIRE(plain.transforms().back()->name() == "statsq");
+  (void)quant::export_weights(plain);
+  plain.add_transform(std::make_shared<HalfMask<float>>());  // a mask-stage map goes after it
   WEFT_QUANT_CHECK_FAILS(quant::export_weights(plain), ConfigError, "quant::export_weights");
   nn::Linear<float> ok(4, 3, rng);
   ok.add_transform(quant::statsq<2, float>());

@@ -124,15 +124,17 @@ TEST_CASE("reparam/attach: failures leave the model untouched") {
   Rng rng(4);
   nn::MLP<double> mlp({4, 4, 4, 2}, rng);
   const auto saved = values(mlp);
-  SUBCASE("a layer that already has a transform") {
-    struct Id : nn::WeightTransform<double> {
-      std::string name() const override { return "id"; }
+  SUBCASE("a layer whose transform needs the plain weight (BoneAffine-like)") {
+    struct Plain : nn::WeightTransform<double> {
+      std::string name() const override { return "plain"; }
+      bool needs_plain_weight() const override { return true; }
       Var<double> apply(const Var<double>& w) override { return w; }
     };
-    mlp.layers[1].add_transform(std::make_shared<Id>());
+    mlp.layers[1].add_transform(std::make_shared<Plain>());
     WEFT_NN_CHECK_FAILS(attach_compander(mlp), ConfigError, "reparam::attach_compander");
     CHECK(mlp.layers[0].transforms().empty());
     CHECK(mlp.layers[2].transforms().empty());
+    CHECK(mlp.layers[1].transforms().size() == 1);
   }
   SUBCASE("a second compander") {
     attach_compander(mlp);
@@ -165,7 +167,7 @@ TEST_CASE("reparam/attach: failures leave the model untouched") {
                         ConfigError, "reparam::attach_compander");
   }
   for (auto& l : mlp.layers)
-    if (l.transforms().size() == 1 && l.transforms()[0]->name() == "id") l.clear_transforms();
+    if (l.transforms().size() == 1 && l.transforms()[0]->name() == "plain") l.clear_transforms();
   for (auto& l : mlp.layers) CHECK(l.transforms().empty());
   CHECK(same_values(mlp, saved));
 }
@@ -209,6 +211,34 @@ TEST_CASE("reparam/attach: parameter groups follow the spec's decay and learning
   WEFT_NN_CHECK_FAILS(compander_param_groups(fixed, af, -1.0, 1e-4), ValueError, "reparam::compander_param_groups");
   nn::SGD<double> opt(fixed.parameters());
   WEFT_NN_CHECK_FAILS(add_compander_hooks(opt, af, -1.0), ValueError, "reparam::add_compander_hooks");
+}
+
+TEST_CASE("reparam/attach: the compander hooks are owned: the group removes them, compander_sgd keeps them") {
+  Rng rng(61);
+  nn::MLP<double> mlp({4, 3, 2}, rng);
+  CompanderOptions lo;
+  lo.learnable = true;
+  auto att = attach_compander(mlp, lo, {"layers.0"});
+  REQUIRE(att.layers.size() == 1);
+  CHECK(mlp.layers[1].transforms().empty());
+  nn::SGD<double> opt(mlp.parameters());
+  {
+    nn::HookGroup g = add_compander_hooks(opt, att, 1e-3);
+    CHECK(g.size() == 1);  // learnable (a, b): the floor clamp after each step
+    CHECK(opt.num_post_step_hooks() == 1);
+  }
+  CHECK(opt.num_post_step_hooks() == 0);
+  // compander_sgd returns its optimiser by value with the hooks released to it
+  auto af = attach_compander(mlp, CompanderOptions{}, {"layers.1"});
+  nn::SGDOptions so;
+  so.weight_decay = 1e-3;
+  nn::SGD<double> own = compander_sgd(mlp, af, so);
+  CHECK(own.num_pre_step_hooks() == 1);  // fixed (a, b): decay on Psi(v) before each step
+  nn::SGD<double> moved(std::move(own));
+  CHECK(moved.num_pre_step_hooks() == 1);
+  moved.zero_grad();
+  moved.step();  // runs the hook through the moved optimiser
+  CHECK(mlp.layers[0].transforms().size() == 1);
 }
 
 TEST_CASE("reparam/attach: fixed (a, b): weight decay on Psi(v), the gradient of (lambda / 2) ||Psi(v)||^2") {

@@ -38,16 +38,16 @@ void clip_nonnegative(Tensor<T>& w) {
 }
 
 /// Registers W <- max(W, 0) after every step of `opt` (the WA "restriction"). `weight` is a handle:
-/// the hook follows the parameter through head expansions.
+/// the hook follows the parameter through head expansions. The returned handle removes the hook.
 template <class T>
-void add_weight_clipping(nn::Optimizer<T>& opt, Parameter<T> weight) {
+[[nodiscard]] nn::HookHandle add_weight_clipping(nn::Optimizer<T>& opt, Parameter<T> weight) {
   WEFT_CHECK(weight.defined(), config, "incremental::add_weight_clipping",
              "expected a defined weight parameter, got an undefined one");
-  opt.add_post_step_hook([weight](nn::Optimizer<T>&) mutable { clip_nonnegative(weight.value()); });
+  return opt.add_post_step_hook([weight](nn::Optimizer<T>&) mutable { clip_nonnegative(weight.value()); });
 }
 template <class T>
-void add_weight_clipping(nn::Optimizer<T>& opt, ExpandableHead<T>& head) {
-  add_weight_clipping(opt, head.weight);
+[[nodiscard]] nn::HookHandle add_weight_clipping(nn::Optimizer<T>& opt, ExpandableHead<T>& head) {
+  return add_weight_clipping(opt, head.weight);
 }
 
 /// ||W_c||_p for every row c (p = 1 or 2), accumulated in double.

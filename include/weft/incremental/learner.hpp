@@ -299,9 +299,10 @@ class ClassIncrementalLearner {
     for (auto& p : model.parameters()) groups[p.shape().rank() >= 2 || o_.decay_biases ? 0 : 1].params.push_back(p);
     if (groups[1].params.empty()) groups.pop_back();
     nn::SGD<T> opt(std::move(groups), o_.sgd);
-    if (o_.clip) add_weight_clipping(opt, head);
+    nn::HookHandle clip;  // the hooks live as long as this task's optimiser (both local)
+    if (o_.clip) clip = add_weight_clipping(opt, head);
     double min_w = std::numeric_limits<double>::infinity();
-    opt.add_post_step_hook([&](nn::Optimizer<T>&) {
+    nn::HookHandle watch = opt.add_post_step_hook([&](nn::Optimizer<T>&) {
       for (const T& v : head.weight.value()) min_w = std::min(min_w, double(v));
     });
     nn::TrainerOptions to;

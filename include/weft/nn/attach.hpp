@@ -6,7 +6,10 @@
 //     quantisers x -> Q(x));
 //   - a chain of WeightTransforms: the stored parameter W goes through t1, t2, ... before the
 //     product, each differentiable (quantisers W -> Q(W) with a custom backward, the compander
-//     v -> a atan(v / b), pruning masks W -> W * M, block-affine Bone W -> W (I + B) + B);
+//     v -> a atan(v / b), pruning masks W -> W * M, block-affine Bone W -> W (I + B) + B).
+//     The chain has a canonical order by TransformStage, whatever order they are attached in:
+//     reparam (compander) -> weight (general maps, BoneAffine) -> quantizer -> mask, stable
+//     within a stage; so a pruned weight stays exactly zero after quantisation;
 //   - a list of SidePaths: each adds f(x) to the layer output, x being the layer's original
 //     input (LoRA, shared-shard Bone);
 //   - a chain of OutputAdapters: y -> g(y) on the output (bottleneck adapters placed after a
@@ -28,6 +31,25 @@
 
 namespace weft::nn {
 
+/// Where a weight transform sits in a layer's chain (nn::Linear::add_transform keeps the chain
+/// sorted by stage, stable within a stage).
+enum class TransformStage : int {
+  reparam = 0,    ///< a reparameterisation of the stored weight (the compander); at most one
+  weight = 1,     ///< a general map of the weight (the default; BoneAffine)
+  quantizer = 2,  ///< a weight quantiser (StatsQ, LSQ); at most one
+  mask = 3,       ///< a pruning mask W -> W * M, last so that pruned entries stay exactly zero
+};
+
+inline const char* to_string(TransformStage s) noexcept {
+  switch (s) {
+    case TransformStage::reparam: return "reparam";
+    case TransformStage::weight: return "weight";
+    case TransformStage::quantizer: return "quantizer";
+    case TransformStage::mask: return "mask";
+  }
+  return "?";
+}
+
 /// A differentiable map from the stored weight to the weight a layer uses.
 template <class T>
 class WeightTransform {
@@ -35,6 +57,11 @@ class WeightTransform {
   virtual ~WeightTransform() = default;
   /// Short name, used in parameter names and error messages ("statsq", "compander").
   virtual std::string name() const = 0;
+  /// Its place in the canonical order (TransformStage::weight unless overridden).
+  virtual TransformStage stage() const { return TransformStage::weight; }
+  /// True for a transform that reads or merges into the stored weight itself (BoneAffine's merge
+  /// writes W (I + B) + B into it): only transforms of the same kind may come before it.
+  virtual bool needs_plain_weight() const { return false; }
   /// The transformed weight, recorded on w's tape (use Tape::record for custom backwards).
   virtual Var<T> apply(const Var<T>& w) = 0;
   /// The transform's own parameters (learnable scales, ...), with names relative to it.

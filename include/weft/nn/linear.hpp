@@ -7,6 +7,10 @@
 //
 // forward(x): x' = in_m(...in_1(x)); W' = t_k(...t_1(W)); y = x' W'^T + b + sum_j side_j(x);
 // y = out_l(...out_1(y)); hooks see (x', y). Every attachment keeps the shapes it is given.
+// The weight transforms t_1..t_k are kept in the canonical order of TransformStage (attach.hpp):
+// reparam -> weight -> quantizer -> mask, stable within a stage, whatever order they were added
+// in. add_transform refuses compositions that cannot work (a second quantiser or compander,
+// anything before a transform that needs the plain weight) and leaves the chain unchanged.
 #pragma once
 
 #include <cmath>
@@ -20,6 +24,7 @@
 #include "weft/core/autograd/functions/linalg.hpp"
 #include "weft/core/rng.hpp"
 #include "weft/nn/attach.hpp"
+#include "weft/nn/hooks.hpp"
 #include "weft/nn/module.hpp"
 
 namespace weft::nn {
@@ -76,7 +81,7 @@ class Linear : public Module<T> {
                  "' to keep the shape ", y.shape(), ", got ", ny.shape());
       y = ny;
     }
-    for (auto& h : hooks_) h.second(xin.value(), y.value());
+    hooks_.run(xin.value(), y.value());
     return y;
   }
   Var<T> operator()(const Var<T>& x) { return forward(x); }
@@ -105,10 +110,35 @@ class Linear : public Module<T> {
     transforms_.clear();
   }
 
-  /// Appends a weight transform (applied after those already attached).
+  /// Inserts a weight transform at its stage's place in the chain (after the transforms of the
+  /// same or an earlier stage, before those of a later one). Throws, chain unchanged, when
+  /// check_transform does.
   void add_transform(std::shared_ptr<WeightTransform<T>> t) {
     WEFT_CHECK(t != nullptr, config, "nn::Linear::add_transform", "expected a transform, got nullptr");
-    transforms_.push_back(std::move(t));
+    check_transform(*t, "nn::Linear::add_transform");
+    transforms_.insert(transforms_.begin() + std::ptrdiff_t(insert_position(t->stage())), std::move(t));
+  }
+  /// Throws a ConfigError naming `fn` when t cannot join this layer's chain: a second transform
+  /// of an exclusive stage (reparam, quantizer), or a chain in which a transform that needs the
+  /// plain weight (needs_plain_weight) would follow one that does not. Changes nothing. Families
+  /// call it on every layer before attaching to any.
+  void check_transform(const WeightTransform<T>& t, const char* fn) const {
+    const TransformStage st = t.stage();
+    if (st == TransformStage::reparam || st == TransformStage::quantizer)
+      for (auto& e : transforms_)
+        WEFT_CHECK(e->stage() != st, config, fn, "expected at most one ", to_string(st), " transform per weight, got '",
+                   t.name(), "' on a weight that already carries '", e->name(), "'");
+    const std::size_t at = insert_position(st);
+    if (t.needs_plain_weight())  // only transforms of the same kind before it (they merge in order)
+      for (std::size_t i = 0; i < at; ++i)
+        WEFT_CHECK(transforms_[i]->needs_plain_weight(), config, fn, "expected '", t.name(),
+                   "' to act on the plain stored weight, got it after '", transforms_[i]->name(), "' (",
+                   to_string(transforms_[i]->stage()), " stage)");
+    else
+      for (std::size_t i = at; i < transforms_.size(); ++i)
+        WEFT_CHECK(!transforms_[i]->needs_plain_weight(), config, fn, "expected no transform before '",
+                   transforms_[i]->name(), "' (it acts on the plain stored weight), got '", t.name(), "' (",
+                   to_string(st), " stage)");
   }
   const std::vector<std::shared_ptr<WeightTransform<T>>>& transforms() const noexcept { return transforms_; }
   void clear_transforms() { transforms_.clear(); }
@@ -146,19 +176,10 @@ class Linear : public Module<T> {
   const std::vector<std::shared_ptr<OutputAdapter<T>>>& output_adapters() const noexcept { return output_adapters_; }
   void clear_output_adapters() { output_adapters_.clear(); }
 
-  /// Registers a hook called with (input, output) values after each forward; returns its id.
-  std::size_t add_forward_hook(ForwardHook<T> h) {
-    hooks_.emplace_back(++hook_counter_, std::move(h));
-    return hook_counter_;
-  }
-  bool remove_forward_hook(std::size_t id) {
-    for (std::size_t i = 0; i < hooks_.size(); ++i)
-      if (hooks_[i].first == id) {
-        hooks_.erase(hooks_.begin() + std::ptrdiff_t(i));
-        return true;
-      }
-    return false;
-  }
+  /// Registers a hook called with (input, output) values after each forward; the handle
+  /// removes it (hooks.hpp). A copy of the layer runs copies of its hooks, not owned by handles.
+  [[nodiscard]] HookHandle add_forward_hook(ForwardHook<T> h) { return hooks_.add(std::move(h)); }
+  std::size_t num_forward_hooks() const noexcept { return hooks_.size(); }
 
   void visit(Members<T>& m) override {
     m.param("weight", weight);
@@ -193,8 +214,15 @@ class Linear : public Module<T> {
   std::vector<std::shared_ptr<SidePath<T>>> side_paths_;
   std::vector<std::shared_ptr<InputTransform<T>>> input_transforms_;
   std::vector<std::shared_ptr<OutputAdapter<T>>> output_adapters_;
-  std::vector<std::pair<std::size_t, ForwardHook<T>>> hooks_;
-  std::size_t hook_counter_ = 0;
+  HookList<ForwardHook<T>> hooks_;
+
+  /// Index at which a transform of stage st goes: after every transform of stage <= st.
+  std::size_t insert_position(TransformStage st) const noexcept {
+    std::size_t at = 0;
+    for (std::size_t i = 0; i < transforms_.size(); ++i)
+      if (int(transforms_[i]->stage()) <= int(st)) at = i + 1;
+    return at;
+  }
 };
 
 /// Every Linear inside `model` (the model itself included) with its dotted name ("" for the

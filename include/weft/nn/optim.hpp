@@ -10,6 +10,10 @@
 // after it. Optimiser-side techniques plug in here: confidence-guided freezing zeroes
 // gradients before and restores frozen values after the step, weight clipping and mask
 // enforcement run after it. Parameters with requires_grad == false are not updated.
+// add_pre_step_hook / add_post_step_hook return an nn::HookHandle (hooks.hpp) that removes the
+// hook when destroyed: keep it as long as the hook should run (or release() it for a hook that
+// captures only values). Optimisers move (their hooks and handles stay valid) but do not copy:
+// a copy would run hooks whose owners only know the original.
 #pragma once
 
 #include <cmath>
@@ -23,6 +27,7 @@
 
 #include "weft/core/autograd/parameter.hpp"
 #include "weft/core/ops/optim.hpp"
+#include "weft/nn/hooks.hpp"
 
 namespace weft::nn {
 
@@ -42,10 +47,10 @@ class Optimizer {
 
   /// One update of every trainable parameter from its current gradient.
   void step() {
-    for (auto& h : pre_hooks_) h(*this);
+    pre_hooks_.run(*this);
     update();
     ++steps_;
-    for (auto& h : post_hooks_) h(*this);
+    post_hooks_.run(*this);
   }
   /// Clears the gradients of every parameter in every group.
   void zero_grad() {
@@ -78,8 +83,12 @@ class Optimizer {
   double group_lr(std::size_t g) const { return groups_.at(g).lr.value_or(lr_) * factor_; }
   double group_weight_decay(std::size_t g) const { return groups_.at(g).weight_decay.value_or(weight_decay_); }
 
-  void add_pre_step_hook(Hook h) { pre_hooks_.push_back(std::move(h)); }
-  void add_post_step_hook(Hook h) { post_hooks_.push_back(std::move(h)); }
+  /// Runs h before every update (gradients are final); the handle removes it.
+  [[nodiscard]] HookHandle add_pre_step_hook(Hook h) { return pre_hooks_.add(std::move(h)); }
+  /// Runs h after every update; the handle removes it.
+  [[nodiscard]] HookHandle add_post_step_hook(Hook h) { return post_hooks_.add(std::move(h)); }
+  std::size_t num_pre_step_hooks() const noexcept { return pre_hooks_.size(); }
+  std::size_t num_post_step_hooks() const noexcept { return post_hooks_.size(); }
 
  protected:
   Optimizer(std::vector<ParamGroup<T>> groups, double lr, double weight_decay, const char* who)
@@ -98,6 +107,10 @@ class Optimizer {
     }
     check_distinct(who);
   }
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+  Optimizer(Optimizer&&) = default;
+  Optimizer& operator=(Optimizer&&) = default;
   virtual void update() = 0;
 
   /// State tensors per parameter, created zero on first use.
@@ -131,7 +144,7 @@ class Optimizer {
   double lr_, weight_decay_;
   double factor_ = 1.0;
   std::int64_t steps_ = 0;
-  std::vector<Hook> pre_hooks_, post_hooks_;
+  HookList<Hook> pre_hooks_, post_hooks_;
   struct ParamState {
     Parameter<T> param;  // keeps the parameter alive, so its address cannot be reused as a key
     std::vector<Tensor<T>> slots;

@@ -182,6 +182,9 @@ class BoneAffine : public nn::WeightTransform<T>, public Adapter<T> {
     B_ = Parameter<T>(b, "B");
   }
   std::string name() const override { return "bone_affine"; }
+  /// merge() writes W (I + B) + B into the stored weight: only other BoneAffines may come before
+  /// it in the chain, no compander or general map (nn::Linear::add_transform refuses those).
+  bool needs_plain_weight() const override { return true; }
   std::string method() const override { return "bone_affine"; }
   bool is_side_path() const override { return false; }
   /// W' = W (I + B) + B (w itself while merged).

@@ -6,12 +6,14 @@
 //   nn::Adam<float> opt(att.parameters(), ao);                     // or, for LoRA+:
 //   nn::Adam<float> opt2(peft::loraplus_param_groups(model, lr, 16.0), ao);
 // Merging, unloading and the PiSSA/OLoRA -> LoRA conversion are in peft/merge.hpp.
-// Targets: a layer is adapted when its dotted name (as in named_parameters, e.g.
-// "blocks.0.attn.q_proj") equals an entry or ends with "." + entry; an empty list adapts every
-// nn::Linear. Attention projections are Linears, so "q_proj" reaches every attention block.
-// attach_* checks every targeted layer before changing any (a throwing call leaves the model as
-// it was). The returned Attachment holds raw pointers to the model's layers: rebuild it after
-// moving the model.
+// Targets: an nn::Selector (nn/select.hpp): a list of names (a layer is adapted when its dotted
+// name, e.g. "blocks.0.attn.q_proj", equals an entry or ends with "." + entry; an empty list
+// adapts every nn::Linear), nn::Selector<T>::regex(...) (full match, PEFT's target_modules
+// string) or a predicate on (name, layer). Attention projections are Linears, so "q_proj"
+// reaches every attention block. A name that matches no layer, or an empty selection, is an
+// error listing the model's layers. attach_* checks every targeted layer before changing any (a
+// throwing call leaves the model as it was). The returned Attachment holds raw pointers to the
+// model's layers: rebuild it after moving the model.
 #pragma once
 
 #include <cmath>
@@ -23,6 +25,7 @@
 #include "weft/nn/linear.hpp"
 #include "weft/nn/module.hpp"
 #include "weft/nn/optim.hpp"
+#include "weft/nn/select.hpp"
 #include "weft/peft/bone.hpp"
 #include "weft/peft/lora.hpp"
 
@@ -31,14 +34,11 @@ namespace weft::peft {
 using nn::find_linears;  // every Linear of a model with its dotted name (nn/linear.hpp)
 
 /// True when `name` equals a target or ends with "." + target; an empty target list matches all.
+/// A thin wrapper over nn::Selector's name rule, kept for existing callers.
 inline bool is_target(const std::string& name, const std::vector<std::string>& targets) {
   if (targets.empty()) return true;
-  for (const auto& t : targets) {
-    if (name == t) return true;
-    if (name.size() > t.size() && name.compare(name.size() - t.size(), t.size(), t) == 0 &&
-        name[name.size() - t.size() - 1] == '.')
-      return true;
-  }
+  for (const auto& t : targets)
+    if (nn::Selector<float>::name_matches(name, t)) return true;
   return false;
 }
 
@@ -116,19 +116,20 @@ std::shared_ptr<BoneAffine<T>> add_bone_affine(nn::Linear<T>& layer, const BoneO
 // a whole model
 
 namespace detail {
+/// Stands in for a BoneAffine in Linear::check_transform (same stage and needs, no parameters).
+template <class T>
+struct BoneAffineProbe : nn::WeightTransform<T> {
+  std::string name() const override { return "bone_affine"; }
+  bool needs_plain_weight() const override { return true; }
+  Var<T> apply(const Var<T>& w) override { return w; }
+};
+
 template <class T, class Check, class Add>
-Attachment<T> attach_each(nn::Module<T>& model, const std::vector<std::string>& targets, const char* fn, Check check,
-                          Add add) {
-  std::vector<std::pair<std::string, nn::Linear<T>*>> sel;
-  for (auto& l : find_linears(model))
-    if (is_target(l.first, targets)) {
-      WEFT_CHECK(l.second->weight.defined(), config, fn, "expected constructed layers, got an empty Linear '", l.first, "'");
-      bool seen = false;
-      for (auto& s : sel) seen = seen || s.second == l.second;
-      if (!seen) sel.push_back(l);
-    }
-  WEFT_CHECK(!sel.empty(), config, fn, "expected at least one nn::Linear matching the targets, got none");
-  for (auto& l : sel) check(l.second->in_features(), l.second->out_features());  // all layers first
+Attachment<T> attach_each(nn::Module<T>& model, const nn::Selector<T>& targets, const char* fn, Check check, Add add) {
+  const auto sel = targets.resolve(model, fn);
+  for (auto& l : sel)
+    WEFT_CHECK(l.second->weight.defined(), config, fn, "expected constructed layers, got an empty Linear '", l.first, "'");
+  for (auto& l : sel) check(*l.second, l.first);  // all layers first
   Attachment<T> att;
   for (auto& l : sel) att.adapters.push_back(AttachedAdapter<T>{l.first, l.second, add(*l.second)});
   return att;
@@ -137,40 +138,48 @@ Attachment<T> attach_each(nn::Module<T>& model, const std::vector<std::string>& 
 
 /// LoRA-family adapters on every targeted Linear (PiSSA / OLoRA replace each base by its residual).
 template <class T>
-Attachment<T> attach_lora(nn::Module<T>& model, const LoraOptions& o, Rng& rng, const std::vector<std::string>& targets = {}) {
+Attachment<T> attach_lora(nn::Module<T>& model, const LoraOptions& o, Rng& rng, const nn::SelectorArg<T>& targets = {}) {
   const char* fn = "peft::attach_lora";
   const bool residual = o.init == LoraInit::pissa || o.init == LoraInit::olora;
-  for (auto& l : find_linears(model))  // residual inits need finite bases: check them all first
-    if (residual && is_target(l.first, targets) && l.second->weight.defined())
-      WEFT_CHECK(l.second->weight.value().all_finite(), value, fn, "expected finite base weights, got NaN or Inf in '",
-                 l.first, "'");
   return detail::attach_each(
-      model, targets, fn, [&](index_t in, index_t out) { detail::check_lora(in, out, o, fn); },
+      model, targets, fn,
+      [&](nn::Linear<T>& l, const std::string& name) {
+        detail::check_lora(l.in_features(), l.out_features(), o, fn);
+        if (residual)  // residual inits need finite bases
+          WEFT_CHECK(l.weight.value().all_finite(), value, fn, "expected finite base weights, got NaN or Inf in '", name,
+                     "'");
+      },
       [&](nn::Linear<T>& l) { return std::shared_ptr<Adapter<T>>(add_lora(l, o, rng)); });
 }
 template <class T>
 Attachment<T> attach_bone_shared(nn::Module<T>& model, const BoneOptions& o, Rng& rng,
-                                 const std::vector<std::string>& targets = {}) {
+                                 const nn::SelectorArg<T>& targets = {}) {
   const char* fn = "peft::attach_bone_shared";
   return detail::attach_each(
-      model, targets, fn, [&](index_t in, index_t out) { detail::check_bone_shared(in, out, o, false, fn); },
+      model, targets, fn,
+      [&](nn::Linear<T>& l, const std::string&) { detail::check_bone_shared(l.in_features(), l.out_features(), o, false, fn); },
       [&](nn::Linear<T>& l) { return std::shared_ptr<Adapter<T>>(add_bone_shared(l, o, rng)); });
 }
 template <class T>
 Attachment<T> attach_miss_mini(nn::Module<T>& model, const BoneOptions& o, Rng& rng,
-                               const std::vector<std::string>& targets = {}) {
+                               const nn::SelectorArg<T>& targets = {}) {
   const char* fn = "peft::attach_miss_mini";
   return detail::attach_each(
-      model, targets, fn, [&](index_t in, index_t out) { detail::check_bone_shared(in, out, o, true, fn); },
+      model, targets, fn,
+      [&](nn::Linear<T>& l, const std::string&) { detail::check_bone_shared(l.in_features(), l.out_features(), o, true, fn); },
       [&](nn::Linear<T>& l) { return std::shared_ptr<Adapter<T>>(add_miss_mini(l, o, rng)); });
 }
 template <class T>
 Attachment<T> attach_bone_affine(nn::Module<T>& model, const BoneOptions& o, Rng& rng,
-                                 const std::vector<std::string>& targets = {}) {
+                                 const nn::SelectorArg<T>& targets = {}) {
   const char* fn = "peft::attach_bone_affine";
   WEFT_CHECK(o.dropout == 0, config, fn, "expected dropout 0 (the block-affine map has none), got ", o.dropout);
   return detail::attach_each(
-      model, targets, fn, [&](index_t in, index_t out) { detail::check_bone_affine(in, out, o, fn); },
+      model, targets, fn,
+      [&](nn::Linear<T>& l, const std::string&) {
+        detail::check_bone_affine(l.in_features(), l.out_features(), o, fn);
+        l.check_transform(detail::BoneAffineProbe<T>(), fn);  // it must act on the plain stored weight
+      },
       [&](nn::Linear<T>& l) { return std::shared_ptr<Adapter<T>>(add_bone_affine(l, o, rng)); });
 }
 

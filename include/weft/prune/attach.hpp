@@ -2,9 +2,11 @@
 // to the original weights, keeping pruned weights at zero through further training, and the
 // sparsity report.
 //
-//   auto pruned = prune::apply_masks(layers, masks);   // W <- W * M in place, MaskTransform attached
+//   auto layers = prune::linear_layers(model, sel);    // the layers an nn::Selector picks (all: {})
+//   ... masks[i] for layers[i] ...
+//   auto pruned = prune::apply_masks(model, sel, masks);  // W <- W * M in place, MaskTransform attached
 //   nn::Adam<float> opt(model.parameters(), ao);
-//   prune::enforce_masks(opt, pruned);                 // post-step: masked entries set to exactly 0
+//   auto keep = prune::enforce_masks(opt, pruned);     // post-step: masked entries set to exactly 0
 //   ... train ...
 //   std::cout << prune::sparsity_report(layers).to_string();
 //
@@ -12,6 +14,9 @@
 // so plain SGD keeps them at 0 by itself; optimisers that move a weight without its gradient
 // (Adam's coupled or AdamW's decoupled weight decay acting through stale moments, momentum
 // carried over from before pruning) are why the post-step hook exists. It writes +0.
+// The mask transform sits at the mask stage, last in the layer's chain (nn::TransformStage):
+// with a quantiser on the same weight the effective weight is Q(W) * M, so pruned entries stay
+// exactly zero although StatsQ has no zero level.
 #pragma once
 
 #include <cstdio>
@@ -22,6 +27,7 @@
 
 #include "weft/core/autograd/tape.hpp"
 #include "weft/nn/attach.hpp"
+#include "weft/nn/select.hpp"
 #include "weft/nn/optim.hpp"
 #include "weft/prune/calibration.hpp"
 #include "weft/prune/kernels.hpp"
@@ -64,6 +70,8 @@ class MaskTransform : public nn::WeightTransform<T> {
     keep_ = mask_.template as_tensor<T>();
   }
   std::string name() const override { return "mask"; }
+  /// Last in the chain, so pruned entries stay exactly zero after a quantiser.
+  nn::TransformStage stage() const override { return nn::TransformStage::mask; }
   Var<T> apply(const Var<T>& w) override { return masked(w, keep_); }
   Tensor<T> fold(const Tensor<T>& w) override {
     WEFT_CHECK(w.shape() == keep_.shape(), shape, "prune::MaskTransform::fold", "expected a weight of shape ",
@@ -106,23 +114,32 @@ void check_masks(const std::vector<NamedLinear<T>>& layers, const std::vector<Ma
 }
 }  // namespace detail
 
-/// Sets each layer's stored weight to originals[i] * masks[i] (originals: the pretrained weights,
-/// e.g. saved before a fine-tuning pass; empty: the current weights) and, with attach_transform,
-/// appends a MaskTransform so gradients of pruned entries are 0. Checks everything first.
+/// For the i-th layer `select` picks in `model` (the order of linear_layers(model, select)), sets
+/// the stored weight to originals[i] * masks[i] (originals: the pretrained weights, e.g. saved
+/// before a fine-tuning pass; empty: the current weights) and, with attach_transform, adds a
+/// MaskTransform (last in the chain) so gradients of pruned entries are 0. Checks everything
+/// first: a throwing call leaves the model as it was.
 template <class T>
-std::vector<PrunedWeight<T>> apply_masks(const std::vector<NamedLinear<T>>& layers, const std::vector<Mask>& masks,
-                                         const std::vector<Tensor<T>>& originals = {}, bool attach_transform = true) {
+std::vector<PrunedWeight<T>> apply_masks(nn::Module<T>& model, const nn::SelectorArg<T>& select,
+                                         const std::vector<Mask>& masks, const std::vector<Tensor<T>>& originals = {},
+                                         bool attach_transform = true) {
   const char* fn = "prune::apply_masks";
+  const std::vector<NamedLinear<T>> layers = select.resolve(model, fn);
   detail::check_masks(layers, masks, fn);
   WEFT_CHECK(originals.empty() || originals.size() == layers.size(), shape, fn, "expected no originals or one per layer, got ",
              originals.size(), " for ", layers.size(), " layers");
   for (std::size_t i = 0; i < originals.size(); ++i)
     WEFT_CHECK(originals[i].shape() == layers[i].second->weight.shape(), shape, fn, "expected original ", i,
                " of shape ", layers[i].second->weight.shape(), ", got ", originals[i].shape());
+  std::vector<std::shared_ptr<MaskTransform<T>>> trs;
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    trs.push_back(std::make_shared<MaskTransform<T>>(masks[i]));
+    if (attach_transform) layers[i].second->check_transform(*trs.back(), fn);
+  }
   std::vector<PrunedWeight<T>> out;
   for (std::size_t i = 0; i < layers.size(); ++i) {
     nn::Linear<T>& lin = *layers[i].second;
-    auto tr = std::make_shared<MaskTransform<T>>(masks[i]);
+    auto tr = trs[i];
     Tensor<T>& w = lin.weight.value();
     const T* src = originals.empty() ? w.data() : originals[i].data();
     masked_copy(src, tr->keep().data(), w.data(), w.numel());
@@ -132,13 +149,14 @@ std::vector<PrunedWeight<T>> apply_masks(const std::vector<NamedLinear<T>>& laye
   return out;
 }
 
-/// Adds a post-step hook to `opt` that sets every masked entry of the pruned weights to +0.
+/// Adds a post-step hook to `opt` that sets every masked entry of the pruned weights to +0. The
+/// hook holds copies of the handles in `pruned`; the returned handle removes it.
 template <class T>
-void enforce_masks(nn::Optimizer<T>& opt, const std::vector<PrunedWeight<T>>& pruned) {
+[[nodiscard]] nn::HookHandle enforce_masks(nn::Optimizer<T>& opt, const std::vector<PrunedWeight<T>>& pruned) {
   for (auto& p : pruned)
     WEFT_CHECK(p.weight.defined() && p.mask && p.weight.shape() == p.mask->keep().shape(), config,
                "prune::enforce_masks", "expected pruned weights with matching masks, got a mismatch at '", p.name, "'");
-  opt.add_post_step_hook([pruned](nn::Optimizer<T>&) {
+  return opt.add_post_step_hook([pruned](nn::Optimizer<T>&) {
     for (auto p : pruned) masked_copy(p.weight.value().data(), p.mask->keep().data(), p.weight.value().data(), p.weight.numel());
   });
 }

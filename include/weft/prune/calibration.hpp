@@ -19,7 +19,9 @@
 #include <utility>
 #include <vector>
 
+#include "weft/nn/hooks.hpp"
 #include "weft/nn/linear.hpp"
+#include "weft/nn/select.hpp"
 #include "weft/nn/module.hpp"
 #include "weft/prune/hessian.hpp"
 
@@ -29,21 +31,27 @@ namespace weft::prune {
 template <class T>
 using NamedLinear = std::pair<std::string, nn::Linear<T>*>;
 
-/// Every nn::Linear inside `model` (the model itself included), depth first in declaration
-/// order, with its dotted name ("" for the model itself); each layer once.
+/// The nn::Linears of `model` that `select` picks (nn/select.hpp; every Linear by default, the
+/// model itself included), depth first in declaration order, with dotted names ("" for the model
+/// itself); each layer once. An empty selection is an error listing the model's layers.
 template <class T>
-std::vector<NamedLinear<T>> linear_layers(nn::Module<T>& model) {
-  return nn::find_linears(model);
+std::vector<NamedLinear<T>> linear_layers(nn::Module<T>& model, const nn::SelectorArg<T>& select = {}) {
+  return select.resolve(model, "prune::linear_layers");
 }
 
 struct CalibrationOptions {
   bool hessian = true;  ///< accumulate sum X^T X (din^2 doubles per layer); false: column norms only
 };
 
-/// Forward hooks on a set of Linears that accumulate HessianStats of their inputs.
+/// Forward hooks on a set of Linears that accumulate HessianStats of their inputs. The hooks are
+/// owned (nn::HookHandle): destroying the Calibration removes them, and is safe after the layers.
 template <class T>
 class Calibration {
  public:
+  /// The Linears of `model` that `select` picks (all by default), in linear_layers order.
+  Calibration(nn::Module<T>& model, const nn::SelectorArg<T>& select, const CalibrationOptions& o = {})
+      : Calibration(linear_layers(model, select), o) {}
+  /// An explicit list of layers (e.g. one layer of linear_layers(model), calibrated on its own).
   explicit Calibration(std::vector<NamedLinear<T>> layers, const CalibrationOptions& o = {}) {
     const char* fn = "prune::Calibration";
     WEFT_CHECK(!layers.empty(), config, fn, "expected at least one layer to calibrate, got none");
@@ -52,8 +60,10 @@ class Calibration {
                  "expected constructed Linear layers, got an empty one at '", l.first, "'");
     for (auto& l : layers) {
       auto st = std::make_shared<HessianStats<T>>(l.second->in_features(), o.hessian);
-      const std::size_t id = l.second->add_forward_hook([st](const Tensor<T>& x, const Tensor<T>&) { st->add_batch(x); });
-      entries_.push_back(Entry{l.first, l.second, id, st});
+      entries_.push_back(Entry{l.first, l.second, l.second->add_forward_hook([st](const Tensor<T>& x, const Tensor<T>&) {
+                                 st->add_batch(x);
+                               }),
+                               st});
     }
   }
   Calibration(const Calibration&) = delete;
@@ -62,11 +72,7 @@ class Calibration {
 
   /// Removes the hooks (statistics stay readable). Called by the destructor.
   void detach() {
-    for (auto& e : entries_)
-      if (e.hook) {
-        e.layer->remove_forward_hook(e.hook);
-        e.hook = 0;
-      }
+    for (auto& e : entries_) e.hook.remove();
   }
   std::size_t size() const noexcept { return entries_.size(); }
   const std::string& name(std::size_t i) const { return entries_.at(i).name; }
@@ -83,7 +89,7 @@ class Calibration {
   struct Entry {
     std::string name;
     nn::Linear<T>* layer;
-    std::size_t hook;
+    nn::HookHandle hook;  // removes itself; safe when the layer is gone first
     std::shared_ptr<HessianStats<T>> stats;
   };
   std::vector<Entry> entries_;

@@ -96,7 +96,8 @@ class DualImportance {
   }
 
   /// Installs the pre-step (coupling + clipping) and post-step (accumulation) hooks on opt. Each
-  /// weight must be one of opt's parameters.
+  /// weight must be one of opt's parameters. The object owns the hooks (they share its state, so
+  /// moving it is safe): destroying it or detach() removes them.
   void attach(nn::Optimizer<T>& opt) {
     const char* fn = "prune::DualImportance::attach";
     std::vector<std::size_t> group(s_->slots.size());
@@ -111,9 +112,11 @@ class DualImportance {
       WEFT_CHECK(found, config, fn, "expected every weight to be a parameter of the optimiser, weight ", i, " is not");
     }
     std::shared_ptr<State> s = s_;
-    opt.add_pre_step_hook([s, group](nn::Optimizer<T>& op) { couple_and_clip(*s, op, group); });
-    opt.add_post_step_hook([s](nn::Optimizer<T>&) { accumulate(*s); });
+    hooks_.add(opt.add_pre_step_hook([s, group](nn::Optimizer<T>& op) { couple_and_clip(*s, op, group); }));
+    hooks_.add(opt.add_post_step_hook([s](nn::Optimizer<T>&) { accumulate(*s); }));
   }
+  /// Removes the hooks of every attach().
+  void detach() noexcept { hooks_.remove(); }
 
   /// I of weight i (accumulated so far).
   const Tensor<T>& importance(std::size_t i) const { return s_->slots.at(i).importance; }
@@ -189,6 +192,7 @@ class DualImportance {
   }
 
   std::shared_ptr<State> s_;
+  nn::HookGroup hooks_;  // the hooks of attach(); they capture s_, never this
 };
 
 /// Options of the domain pass (spec defaults: plain SGD lr 0.03 constant, 1 epoch, batch 64).

@@ -29,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "weft/nn/hooks.hpp"
 #include "weft/nn/linear.hpp"
 #include "weft/nn/optim.hpp"
 #include "weft/quant/statsq.hpp"
@@ -47,6 +48,31 @@ class CgaController {
     WEFT_CHECK(o.boundary_range >= 0 && o.boundary_range <= 0.5, value, "quant::CgaController",
                "expected boundary_range in [0, 0.5], got ", o.boundary_range);
   }
+  /// Moving keeps the hooks of attach() working: they reach the controller through a shared cell
+  /// that the move points at the new object. Not copyable (hooks have one owner).
+  CgaController(CgaController&& o) noexcept
+      : o_(o.o_), items_(std::move(o.items_)), active_(o.active_), pending_(o.pending_), steps_(o.steps_),
+        fraction_sum_(o.fraction_sum_), last_fraction_(o.last_fraction_), self_(std::move(o.self_)),
+        hooks_(std::move(o.hooks_)) {
+    if (self_) *self_ = this;
+  }
+  CgaController& operator=(CgaController&& o) noexcept {
+    if (this != &o) {
+      hooks_ = std::move(o.hooks_);  // removes this controller's own hooks first
+      self_ = std::move(o.self_);
+      o_ = o.o_;
+      items_ = std::move(o.items_);
+      active_ = o.active_;
+      pending_ = o.pending_;
+      steps_ = o.steps_;
+      fraction_sum_ = o.fraction_sum_;
+      last_fraction_ = o.last_fraction_;
+      if (self_) *self_ = this;
+    }
+    return *this;
+  }
+  CgaController(const CgaController&) = delete;
+  CgaController& operator=(const CgaController&) = delete;
 
   /// Manages the parameter w, quantised by q (q's input must be w itself).
   void manage(Parameter<T> w, std::shared_ptr<StatsQuantizerBase<T>> q, std::string name = {}) {
@@ -56,8 +82,8 @@ class CgaController {
     add(w, q, std::move(name), [wc]() { return wc.value(); });
   }
   /// Manages a Linear's weight, quantised by the first StatsQ transform in its chain. Transforms
-  /// before it must be element-wise maps (a compander, a mask): the mask is computed on their
-  /// output and applied element by element to the stored weight.
+  /// before it must be element-wise maps (a compander): the mask is computed on their output and
+  /// applied element by element to the stored weight. (A pruning mask sits after the quantiser.)
   void manage(nn::Linear<T>& layer, std::string name = {}) {
     const char* fn = "quant::CgaController::manage";
     WEFT_CHECK(layer.weight.defined(), config, fn, "expected a constructed Linear, got an empty one");
@@ -69,19 +95,28 @@ class CgaController {
                " transforms and none of them StatsQ");
     auto q = std::static_pointer_cast<StatsQuantizerBase<T>>(tr[at]);
     nn::Linear<T>* lp = &layer;
-    add(layer.weight, q, std::move(name), [lp, at]() {
-      Tensor<T> w = lp->weight.value();
-      for (std::size_t i = 0; i < at; ++i) w = lp->transforms()[i]->fold(w);
+    const nn::WeightTransform<T>* qt = tr[at].get();
+    add(layer.weight, q, std::move(name), [lp, qt]() {  // the quantiser's place is looked up each time:
+      Tensor<T> w = lp->weight.value();                 // a compander attached later goes before it
+      for (auto& t : lp->transforms()) {
+        if (t.get() == qt) break;
+        w = t->fold(w);
+      }
       return w;
     });
   }
   std::size_t size() const noexcept { return items_.size(); }
 
-  /// Installs pre_step() and post_step() as hooks of opt.
+  /// Installs pre_step() and post_step() as hooks of opt. The controller owns them: destroying
+  /// it (or detach()) removes them, so it may die before the optimiser.
   void attach(nn::Optimizer<T>& opt) {
-    opt.add_pre_step_hook([this](nn::Optimizer<T>&) { pre_step(); });
-    opt.add_post_step_hook([this](nn::Optimizer<T>&) { post_step(); });
+    if (!self_) self_ = std::make_shared<CgaController*>(this);
+    std::shared_ptr<CgaController*> self = self_;
+    hooks_.add(opt.add_pre_step_hook([self](nn::Optimizer<T>&) { (*self)->pre_step(); }));
+    hooks_.add(opt.add_post_step_hook([self](nn::Optimizer<T>&) { (*self)->post_step(); }));
   }
+  /// Removes the hooks of every attach().
+  void detach() noexcept { hooks_.remove(); }
   /// Switches freezing on or off (on by default). Switching on starts a fresh cumulative mask.
   void set_active(bool on) {
     if (on && !active_)
@@ -188,6 +223,9 @@ class CgaController {
   bool active_ = true, pending_ = false;
   std::int64_t steps_ = 0;
   double fraction_sum_ = 0, last_fraction_ = 0;
+  // (the move operations list every member above)
+  std::shared_ptr<CgaController*> self_;  // what the hooks call through; follows moves
+  nn::HookGroup hooks_;                   // declared last: removed first on destruction
 };
 
 }  // namespace weft::quant

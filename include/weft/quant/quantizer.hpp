@@ -93,6 +93,8 @@ struct QuantizedWeights {
 template <class T>
 class WeightQuantizer : public nn::WeightTransform<T> {
  public:
+  /// Quantisers sit after reparameterisations and before masks (nn::TransformStage).
+  nn::TransformStage stage() const override { return nn::TransformStage::quantizer; }
   /// The bit width.
   virtual int bits() const = 0;
   /// Integer codes and steps of `w` as this quantiser maps it now (no gradients recorded).

@@ -39,6 +39,7 @@
 #include <utility>
 #include <vector>
 
+#include "weft/nn/hooks.hpp"
 #include "weft/nn/optim.hpp"
 #include "weft/quant/quantizer.hpp"
 
@@ -87,6 +88,30 @@ class OscillationTracker {
                o.momentum);
     check_threshold(o.freeze_threshold, "quant::OscillationTracker");
   }
+  /// Moving keeps the hook of attach() working: it reaches the tracker through a shared cell that
+  /// the move points at the new object. Not copyable (hooks have one owner).
+  OscillationTracker(OscillationTracker&& o) noexcept { *this = std::move(o); }
+  OscillationTracker& operator=(OscillationTracker&& o) noexcept {
+    if (this != &o) {
+      hooks_ = std::move(o.hooks_);  // removes this tracker's own hooks first
+      self_ = std::move(o.self_);
+      o_ = o.o_;
+      entries_ = std::move(o.entries_);
+      fed_ = o.fed_;
+      steps_ = o.steps_;
+      osc_total_ = o.osc_total_;
+      flips_total_ = o.flips_total_;
+      last_osc_ = o.last_osc_;
+      last_flips_ = o.last_flips_;
+      win_steps_ = o.win_steps_;
+      win_osc_ = o.win_osc_;
+      win_flips_ = o.win_flips_;
+      if (self_) *self_ = this;
+    }
+    return *this;
+  }
+  OscillationTracker(const OscillationTracker&) = delete;
+  OscillationTracker& operator=(const OscillationTracker&) = delete;
 
   /// Tracks the codes of q (a quantiser attached to some layer).
   void track(std::shared_ptr<WeightQuantizer<T>> q, std::string name = {}) {
@@ -130,9 +155,14 @@ class OscillationTracker {
     step({&codes});
   }
   /// Installs observe() as a pre-step hook of opt (gradients and codes of the step are final).
+  /// The tracker owns the hook: destroying it (or detach()) removes it.
   void attach(nn::Optimizer<T>& opt) {
-    opt.add_pre_step_hook([this](nn::Optimizer<T>&) { observe(); });
+    if (!self_) self_ = std::make_shared<OscillationTracker*>(this);
+    std::shared_ptr<OscillationTracker*> self = self_;
+    hooks_.add(opt.add_pre_step_hook([self](nn::Optimizer<T>&) { (*self)->observe(); }));
   }
+  /// Removes the hooks of every attach().
+  void detach() noexcept { hooks_.remove(); }
 
   /// Starts a window: window() counts from here.
   void begin_window() {
@@ -291,6 +321,9 @@ class OscillationTracker {
   std::size_t fed_ = 0;  // fed sequences among entries_
   std::int64_t steps_ = 0, osc_total_ = 0, flips_total_ = 0, last_osc_ = 0, last_flips_ = 0;
   std::int64_t win_steps_ = 0, win_osc_ = 0, win_flips_ = 0;
+  // (the move operations list every member above)
+  std::shared_ptr<OscillationTracker*> self_;  // what the hook calls through; follows moves
+  nn::HookGroup hooks_;                        // declared last: removed first on destruction
 };
 
 }  // namespace weft::quant

@@ -1,10 +1,13 @@
 // weft/quant/wrap.hpp - putting quantisers on existing nn modules without copying them, and
 // exporting the integer codes for deployment.
 //
-// quantize_linears(model, weight_factory, filter, input_factory) walks every nn::Linear of a
-// module (an MLP, a MultiHeadAttention's four projections, a whole TinyViT), attaches the
-// factory's weight quantiser (appended to the layer's transform chain) and optionally an input
-// quantiser, and returns the list. statsq_factory / lsq_factory build the usual factories.
+// quantize_linears(model, weight_factory, selector, input_factory) attaches the factory's weight
+// quantiser (at the quantizer stage of the layer's transform chain: after a compander, before a
+// mask) and optionally an input quantiser to every nn::Linear the selector picks (nn/select.hpp:
+// names, a regex, a predicate on (name, layer), or all by default) of a module (an MLP, a
+// MultiHeadAttention's four projections, a whole TinyViT), and returns the list.
+// statsq_factory / lsq_factory build the usual factories. A layer that already carries a weight
+// quantiser is an error (model unchanged).
 //
 //   auto att = quant::quantize_linears(model, quant::statsq_factory<float>(so),
 //                                      [](const std::string& name, const nn::Linear<float>&) {
@@ -27,6 +30,7 @@
 
 #include "weft/nn/linear.hpp"
 #include "weft/nn/module.hpp"
+#include "weft/nn/select.hpp"
 #include "weft/quant/lsq.hpp"
 #include "weft/quant/statsq.hpp"
 
@@ -34,6 +38,7 @@ namespace weft::quant {
 
 using nn::find_linears;  // every Linear of a model with its dotted name (nn/linear.hpp)
 
+/// A predicate on (name, layer); converts to an nn::Selector.
 template <class T>
 using LinearFilter = std::function<bool(const std::string& name, const nn::Linear<T>& layer)>;
 template <class T>
@@ -62,32 +67,35 @@ struct QuantAttachment {
   }
 };
 
-/// Attaches w (appended to the weight's transform chain) and in (appended to the input
-/// transforms) to one layer; either may be null.
+/// Attaches w (at the quantizer stage of the weight's transform chain) and in (appended to the
+/// input transforms) to one layer; either may be null.
 template <class T>
 QuantizedLayer<T> quantize_linear(nn::Linear<T>& layer, std::shared_ptr<WeightQuantizer<T>> w,
                                   std::shared_ptr<nn::InputTransform<T>> in = nullptr, std::string name = {}) {
   WEFT_CHECK(layer.weight.defined(), config, "quant::quantize_linear", "expected a constructed Linear, got an empty one");
   WEFT_CHECK(w || in, config, "quant::quantize_linear", "expected a weight or an input quantiser, got neither");
+  if (w) layer.check_transform(*w, "quant::quantize_linear");
   if (w) layer.add_transform(w);
   if (in) layer.add_input_transform(in);
   return QuantizedLayer<T>{std::move(name), &layer, std::move(w), std::move(in)};
 }
 
-/// Quantises every Linear of `model` that passes `filter` (all when empty) with the factories'
-/// quantisers. Every factory call happens before any layer changes, so a throwing factory leaves
-/// the model as it was.
+/// Quantises every Linear of `model` that `select` picks (all by default) with the factories'
+/// quantisers. Every factory call and every composition check happens before any layer changes,
+/// so a throwing call leaves the model as it was.
 template <class T>
 QuantAttachment<T> quantize_linears(nn::Module<T>& model, const WeightQuantizerFactory<T>& weight,
-                                    const LinearFilter<T>& filter = {}, const InputQuantizerFactory<T>& input = {}) {
-  WEFT_CHECK(weight || input, config, "quant::quantize_linears", "expected a weight or an input quantiser factory, got neither");
+                                    const nn::SelectorArg<T>& select = {}, const InputQuantizerFactory<T>& input = {}) {
+  const char* fn = "quant::quantize_linears";
+  WEFT_CHECK(weight || input, config, fn, "expected a weight or an input quantiser factory, got neither");
   QuantAttachment<T> att;
-  for (auto& l : find_linears(model)) {
-    if (filter && !filter(l.first, *l.second)) continue;
+  for (auto& l : select.resolve(model, fn)) {
+    WEFT_CHECK(l.second->weight.defined(), config, fn, "expected constructed layers, got an empty Linear '", l.first, "'");
     QuantizedLayer<T> q{l.first, l.second, weight ? weight(l.first, *l.second) : nullptr,
                         input ? input(l.first, *l.second) : nullptr};
-    WEFT_CHECK(q.weight || q.input, config, "quant::quantize_linears", "expected the factories to return a quantiser for '",
-               l.first, "', got none");
+    WEFT_CHECK(q.weight || q.input, config, fn, "expected the factories to return a quantiser for '", l.first,
+               "', got none");
+    if (q.weight) l.second->check_transform(*q.weight, fn);  // e.g. a second quantiser on one weight
     att.layers.push_back(std::move(q));
   }
   for (auto& q : att.layers) {
@@ -110,8 +118,9 @@ WeightQuantizerFactory<T> lsq_factory(const LsqOptions& o = {}) {
   return [o](const std::string&, nn::Linear<T>& l) { return std::make_shared<LsqQuantizer<dynamic_bits, T>>(o, l.weight.value()); };
 }
 
-/// Codes and steps of a layer's quantised weight: the last WeightQuantizer of its chain, fed
-/// with the stored weight through the transforms before it; no transform may follow it.
+/// Codes and steps of a layer's quantised weight: the WeightQuantizer of its chain, fed with the
+/// stored weight through the transforms before it; no transform may follow it (a mask after it
+/// makes the effective weight Q(W) * M, which the codes alone do not describe).
 template <class T>
 QuantizedWeights<T> export_weights(nn::Linear<T>& layer) {
   const char* fn = "quant::export_weights";

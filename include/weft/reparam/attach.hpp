@@ -16,8 +16,9 @@
 //   and weight decay 0, and a post-step hook clamps them to >= floor;
 // - DecayOn::w or DecayOn::v choose the target explicitly for either version;
 // - everything else (biases, norms) keeps the optimiser's defaults.
-// A compander must be the first transform of its layer (it reads the stored v): attach it
-// before quantisers or masks. Composition with the OFQ quantisers (quant/) is not tested yet.
+// A compander is the first transform of its layer (it reads the stored v; TransformStage::reparam
+// puts it there whatever the order of attachment). Composition with the OFQ quantisers is tested
+// in tests/quant/compander_compose_test.cpp.
 #pragma once
 
 #include <functional>
@@ -30,6 +31,7 @@
 #include "weft/nn/linear.hpp"
 #include "weft/nn/module.hpp"
 #include "weft/nn/optim.hpp"
+#include "weft/nn/select.hpp"
 #include "weft/reparam/compander.hpp"
 #include "weft/reparam/diagnostics.hpp"
 
@@ -83,29 +85,24 @@ struct CompanderAttachment {
   }
 };
 
-/// Attaches a Compander<T, Psi> with options `o` to every nn::Linear of `model` (those for which
-/// filter(name, layer) is true when a filter is given), setting each stored weight to v =
-/// inverse(w0) so the model computes the same function. Biases are not reparameterised. Each
-/// layer must carry no weight transform yet. Everything is checked before any layer changes.
+/// Attaches a Compander<T, Psi> with options `o` to every nn::Linear of `model` that `select`
+/// picks (nn/select.hpp; all by default), setting each stored weight to v = inverse(w0) so the
+/// model computes the same function. Biases are not reparameterised. The compander goes first
+/// in each layer's transform chain (TransformStage::reparam) whether a quantiser or a mask is
+/// attached already or later; a layer with a compander already, or with a transform that needs
+/// the plain weight (BoneAffine), is an error. Everything is checked before any layer changes.
 template <class Psi = AtanPsi, class T>
 CompanderAttachment<T> attach_compander(nn::Module<T>& model, const CompanderOptions& o = {},
-                                        const typename CompanderAttachment<T>::Filter& filter = {}) {
+                                        const nn::SelectorArg<T>& select = {}) {
   const char* fn = "reparam::attach_compander";
-  std::vector<std::pair<std::string, nn::Linear<T>*>> sel;
-  std::unordered_set<const void*> seen;
-  for (auto& l : find_linears(model))
-    if ((!filter || filter(l.first, *l.second)) && seen.insert(l.second).second) sel.push_back(l);
-  WEFT_CHECK(!sel.empty(), config, fn, "expected at least one nn::Linear", filter ? " passing the filter" : "",
-             " in the model, got none");
+  const auto sel = select.resolve(model, fn);
   std::vector<std::shared_ptr<Compander<T, Psi>>> cs;
   std::vector<InverseResult<T>> inv;
   for (auto& l : sel) {
     nn::Linear<T>& lin = *l.second;
     WEFT_CHECK(lin.weight.defined(), config, fn, "expected constructed layers, got an empty Linear '", l.first, "'");
-    WEFT_CHECK(lin.transforms().empty(), config, fn, "expected layer '", l.first,
-               "' without weight transforms (attach the compander first), got ", lin.transforms().size(),
-               ", the first '", lin.transforms().empty() ? "" : lin.transforms()[0]->name(), "'");
     cs.push_back(std::make_shared<Compander<T, Psi>>(o));
+    lin.check_transform(*cs.back(), fn);
     inv.push_back(cs.back()->inverse(lin.weight.value()));
   }
   CompanderAttachment<T> att;
@@ -186,9 +183,11 @@ std::vector<nn::ParamGroup<T>> compander_param_groups(nn::Module<T>& model, cons
 
 /// Installs the compander's optimiser hooks on `opt`: before each step, weight decay
 /// `weight_decay` on w = Psi(v) for the layers whose decay acts on w (lambda Psi(v) Psi'(v)
-/// added to v's gradient); after each step, the floor clamp of learnable (a, b).
+/// added to v's gradient); after each step, the floor clamp of learnable (a, b). The hooks hold
+/// copies of the attachment's handles (no reference to `att`); the returned group removes them
+/// when destroyed (release() it to keep them for the optimiser's lifetime).
 template <class T>
-void add_compander_hooks(nn::Optimizer<T>& opt, const CompanderAttachment<T>& att, double weight_decay) {
+nn::HookGroup add_compander_hooks(nn::Optimizer<T>& opt, const CompanderAttachment<T>& att, double weight_decay) {
   WEFT_CHECK(weight_decay >= 0 && std::isfinite(weight_decay), value, "reparam::add_compander_hooks",
              "expected a finite weight_decay >= 0, got ", weight_decay);
   std::vector<CompandedLayer<T>> on_w, learn;
@@ -196,24 +195,27 @@ void add_compander_hooks(nn::Optimizer<T>& opt, const CompanderAttachment<T>& at
     if (l.compander->decay_on_w()) on_w.push_back(l);
     if (l.compander->learnable()) learn.push_back(l);
   }
+  nn::HookGroup hooks;
   if (!on_w.empty() && weight_decay > 0)
-    opt.add_pre_step_hook([on_w, weight_decay](nn::Optimizer<T>&) mutable {  // mutable: grads are written
+    hooks.add(opt.add_pre_step_hook([on_w, weight_decay](nn::Optimizer<T>&) mutable {  // mutable: grads are written
       for (auto& l : on_w)
         if (l.v.requires_grad())
           l.compander->add_decay_gradient(l.v.value().data(), l.v.grad().data(), l.v.numel(), weight_decay);
-    });
+    }));
   if (!learn.empty())
-    opt.add_post_step_hook([learn](nn::Optimizer<T>&) {
+    hooks.add(opt.add_post_step_hook([learn](nn::Optimizer<T>&) {
       for (auto& l : learn) l.compander->clamp_to_floor();
-    });
+    }));
+  return hooks;
 }
 
 /// SGD over the whole model with the compander's groups and hooks (o.lr, o.weight_decay as the
-/// base rate and decay).
+/// base rate and decay). The hooks capture only copies of handles, so they stay installed for the
+/// optimiser's lifetime (released handles).
 template <class T>
 nn::SGD<T> compander_sgd(nn::Module<T>& model, const CompanderAttachment<T>& att, const nn::SGDOptions& o = {}) {
   nn::SGD<T> opt(compander_param_groups(model, att, o.lr, o.weight_decay), o);
-  add_compander_hooks(opt, att, o.weight_decay);
+  add_compander_hooks(opt, att, o.weight_decay).release();
   return opt;
 }
 

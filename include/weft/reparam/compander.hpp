@@ -79,6 +79,8 @@ template <class T>
 class CompanderBase : public nn::WeightTransform<T> {
  public:
   std::string name() const override { return "compander"; }
+  /// First in the chain: the compander maps the stored v to w (nn::TransformStage::reparam).
+  nn::TransformStage stage() const override { return nn::TransformStage::reparam; }
   void parameters(std::vector<std::pair<std::string, Parameter<T>>>& out) override {
     if (!opts_.learnable) return;
     out.emplace_back("a", a_);

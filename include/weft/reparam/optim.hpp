@@ -90,12 +90,13 @@ class CompanderAdam : public nn::Optimizer<T> {
 };
 
 /// CompanderAdam over the whole model with the compander's groups and hooks (o.lr,
-/// o.weight_decay as the base rate and L2 decay).
+/// o.weight_decay as the base rate and L2 decay). The hooks capture copies of handles only and
+/// stay installed for the optimiser's lifetime.
 template <class T>
 CompanderAdam<T> compander_adam(nn::Module<T>& model, const CompanderAttachment<T>& att,
                                 const nn::AdamOptions& o = {}) {
   CompanderAdam<T> opt(compander_param_groups(model, att, o.lr, o.weight_decay), att, o);
-  add_compander_hooks(opt, att, o.weight_decay);
+  add_compander_hooks(opt, att, o.weight_decay).release();  // the hooks hold copies only
   return opt;
 }
 
