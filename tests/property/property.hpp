@@ -30,6 +30,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -320,6 +321,7 @@ void run(const char* name, std::uint64_t seed, int cases, Body&& body, bool need
     INFO("property '" << pname << "', seed " << seed << ", case " << i << " (rerun alone: WEFT_PROPERTY_CASE=" << i
                       << "): " << g.log());
     body(g);
+    if (env_int("WEFT_PROPERTY_VERBOSE", 0) >= 2) std::printf("%s case %d: %s\n", name, i, g.log().c_str());
   }
   current_tally() = nullptr;
   if (env_int("WEFT_PROPERTY_VERBOSE", 0))
