@@ -72,6 +72,8 @@ class Gen {
     must_fail_ = true;
     note(std::string("[must fail: ") + why + "]");
   }
+  /// Called by check() after each call: must_fail applies to the draws made for one call.
+  void consume_must_fail() noexcept { must_fail_ = false; }
   /// An option outside its documented range was drawn: the constructor (or the function taking
   /// the options) must reject it.
   bool bad_option() const noexcept { return bad_option_; }
@@ -237,8 +239,8 @@ inline Tally*& current_tally() {
 
 /// Runs `call` (which makes the call and checks its result with expect_result). A weft::Error
 /// is the accepted failure: then nothing `w` watches may have changed. Anything else thrown
-/// fails the case. When the case drew something the docs say must be rejected, the call must
-/// throw.
+/// fails the case. When the draws since the previous check() include something the docs say
+/// must be rejected (g.must_fail()), the call must throw.
 template <class Call>
 Outcome check(Gen& g, const Watch& w, Call&& call) {
   Outcome o = Outcome::returned;
@@ -266,6 +268,7 @@ Outcome check(Gen& g, const Watch& w, Call&& call) {
     CHECK_MESSAGE(!g.must_fail(), "returned although the case must fail");
   }
   if (Tally* t = current_tally()) (o == Outcome::weft_error ? t->errors : t->returned) += (o != Outcome::foreign);
+  g.consume_must_fail();  // draws for a next call in the same case set it anew
   return o;
 }
 
