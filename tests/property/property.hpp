@@ -109,7 +109,8 @@ class Gen {
 
   /// A value in [lo, hi) mostly; with probability p_bad one of the classic bad values (NaN,
   /// +-inf, 0, -1, 1e30, 1e-30, just outside the range). `valid(x)` says whether a drawn bad
-  /// value is still valid per the docs (then must_fail is not set).
+  /// value is still valid per the docs (then must_fail is not set; a valid extreme magnitude, 1e30
+/// or 1e-30, flags the case exotic).
   template <class Valid>
   double real(const char* name, double lo, double hi, double p_bad, Valid&& valid) {
     double x;
@@ -123,6 +124,8 @@ class Gen {
     }
     note(name, x);
     if (!valid(x)) set_bad_option(name);
+    else if (std::isfinite(x) && x != 0 && (std::abs(x) >= 1e30 || std::abs(x) <= 1e-30))
+      exotic_ = true;  // a valid but extreme option (a learning rate of 1e30) may overflow the result
     return x;
   }
   /// An integer in [lo, hi] mostly; with probability p_bad one of `bad` (must_fail unless valid).
