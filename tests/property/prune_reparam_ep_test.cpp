@@ -181,11 +181,53 @@ void ep_nets(std::uint64_t seed) {
   });
 }
 
+template <class T>
+void dual_importance(std::uint64_t seed) {
+  prop::run("prune/DualImportance: options and general importances", seed, 300, [](prop::Gen& g) {
+    const int nw = g.pick(3);
+    std::vector<Parameter<T>> ws;
+    std::vector<Tensor<T>> general;
+    for (int i = 0; i < nw; ++i) {
+      ws.emplace_back(g.tensor<T>(Shape{1 + g.pick(3), 1 + g.pick(3)}, "weight"), "w");
+      Tensor<T> gi = g.tensor<T>(Shape{g.near(ws.back().shape()[0], "general rows"), ws.back().shape()[1]}, "general");
+      for (auto& v : gi) v = T(std::abs(double(v)));  // NaN stays NaN: then the case must fail
+      if (!gi.all_finite()) g.set_bad_option("non-finite general importance");
+      general.push_back(gi);
+    }
+    if (nw == 0) g.set_bad_option("no weight");
+    if (nw > 0 && g.chance(0.05)) general.pop_back(), g.set_bad_option("one general importance missing");
+    prune::DualOptions o;
+    o.kind = prune::coupling(g.pick(3));
+    o.c = g.real("c", 0, 20, 0.1, [](double v) { return v >= 0 && std::isfinite(v); });
+    o.lambda = g.real("lambda", 0, 1, 0.1, [](double v) { return v >= 0 && std::isfinite(v); });
+    o.second_order_scale = g.real("second_order_scale", 0, 1, 0.1, [](double v) { return std::isfinite(v); });
+    o.taylor_sign = g.chance(0.9) ? (g.chance(0.5) ? 1.0 : -1.0) : 0.5;
+    if (o.taylor_sign == 0.5) g.set_bad_option("taylor_sign");
+    o.clip_norm = g.real("clip_norm", 0, 2, 0.1, [](double v) { return v >= 0 && std::isfinite(v); });
+    prop::Watch w;
+    for (auto& p : ws) w.add(p, "weight");
+    for (auto& t : general) w.add(t, "general");
+    std::unique_ptr<prune::DualImportance<T>> d;
+    if (!prop::construct(g, [&] { d = std::make_unique<prune::DualImportance<T>>(ws, general, o); })) {
+      CHECK(w.changed().empty());
+      return;
+    }
+    prop::check(g, w, [&] {
+      for (std::size_t i = 0; i < ws.size(); ++i) prop::expect_result(g, d->importance(i), ws[i].shape());
+    });
+  });
+}
+
 }  // namespace
 
 TEST_CASE("property/prune: masks and scores") {
   masks<double>(701);
   masks<float>(702);
+}
+
+TEST_CASE("property/prune: D-Pruner dual importance options") {
+  dual_importance<double>(741);
+  dual_importance<float>(742);
 }
 
 TEST_CASE("property/prune: Hessian statistics, OBS importance and SparseGPT") {

@@ -238,6 +238,27 @@ void controllers(std::uint64_t seed) {
   }, false);
 }
 
+template <class T>
+void qkr(std::uint64_t seed) {
+  prop::run("quant/QkrAttention: forward and logits on random inputs", seed, 200, [](prop::Gen& g) {
+    const index_t heads = 1 + g.pick(2), dim = heads * (1 + g.pick(3));
+    nn::MultiHeadAttention<T> mha(dim, heads, g.rng, g.chance(0.7));
+    quant::QkrOptions o;
+    o.qk_bias = g.chance(0.5) ? quant::QkBias::drop : quant::QkBias::exact;
+    quant::QkrAttention<T> q(mha, o);
+    Tensor<T> x = g.tensor<T>(Shape{g.extent(3), g.extent(4), g.near(dim, "x width")}, "x");
+    prop::Watch w;
+    w.add(x, "x").add(mha);
+    prop::check(g, w, [&] {
+      Tape<T> tape;
+      Var<T> y = q.forward(tape.constant(x));
+      prop::expect_result(g, y.value(), x.shape());
+      tape.backward(sum(y));
+      for (auto& p : mha.parameters()) prop::expect_result(g, p.grad(), p.shape());
+    });
+  });
+}
+
 }  // namespace
 
 TEST_CASE("property/quant: StatsQ quantiser") {
@@ -253,6 +274,11 @@ TEST_CASE("property/quant: LSQ quantiser") {
 TEST_CASE("property/quant: export and quantized_linear on consistent and tampered structs") {
   export_and_deploy<double>(521);
   export_and_deploy<float>(522);
+}
+
+TEST_CASE("property/quant: query-key reparameterised attention") {
+  qkr<double>(541);
+  qkr<float>(542);
 }
 
 TEST_CASE("property/quant: tracker, CGA and activation quantiser") {
