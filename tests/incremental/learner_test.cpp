@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "support/test_util.hpp"
@@ -221,6 +222,41 @@ TEST_CASE("incremental/learner: bad input raises before anything changes") {
   WEFT_INC_FAILS(incremental::make_learner<double>(grown, small_options()), ConfigError, "incremental::ClassIncrementalLearner");
   auto fresh = incremental::make_learner<double>(make_net(), small_options());
   WEFT_INC_FAILS(fresh.predict(test.x), ConfigError, "incremental::ClassIncrementalLearner::predict");
+}
+
+TEST_CASE("incremental/learner: a task failing part-way (non-finite loss) changes nothing; run() is all or nothing") {
+  // found by the property suite (tests/property/incremental_test.cpp): the head used to stay
+  // expanded and the classes registered after the trainer stopped on a NaN loss
+  const Dataset<double> train = blobs({0, 1, 2, 3}, 10, 1), test = blobs({0, 1, 2, 3}, 4, 2);
+  Dataset<double> poisoned = train;
+  poisoned.x = train.x.clone();
+  for (index_t i = 0; i < poisoned.size(); ++i)
+    if (poisoned.y[std::size_t(i)] == 2) poisoned.x(i, 0) = std::numeric_limits<double>::quiet_NaN();
+  auto learner = incremental::make_learner<double>(make_net(), small_options());
+  learner.learn_task(train, test, {0, 1});
+  std::vector<Tensor<double>> before;
+  for (auto& p : learner.model().parameters()) before.push_back(p.value().clone());
+  const index_t mem = learner.memory().size();
+  CHECK_THROWS_AS(learner.learn_task(poisoned, test, {2, 3}), ValueError);
+  CHECK(learner.tasks_learned() == 1);
+  CHECK(learner.seen_classes() == std::vector<int>{0, 1});
+  CHECK(learner.model().head().classes() == 2);
+  CHECK(learner.memory().size() == mem);
+  auto after = learner.model().parameters();
+  REQUIRE(after.size() == before.size());
+  for (std::size_t i = 0; i < before.size(); ++i) CHECK(weft::test::identical(after[i].value(), before[i]));
+  const auto r = learner.learn_task(train, test, {2, 3});  // still usable, same as a learner that never failed
+  auto clean = incremental::make_learner<double>(make_net(), small_options());
+  clean.learn_task(train, test, {0, 1});
+  CHECK(clean.learn_task(train, test, {2, 3}).accuracy == r.accuracy);
+
+  auto whole = incremental::make_learner<double>(make_net(), small_options());
+  CHECK_THROWS_AS(whole.run(poisoned, test, {{0, 1}, {2, 3}}), ValueError);
+  CHECK(whole.tasks_learned() == 0);
+  CHECK(whole.seen_classes().empty());
+  CHECK(whole.model().head().classes() == 0);
+  CHECK(whole.memory().size() == 0);
+  CHECK(whole.run(train, test, {{0, 1}, {2, 3}}).final_accuracy == r.accuracy);
 }
 
 }  // namespace weft_unit_incremental_learner_test

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -355,6 +356,14 @@ TEST_CASE("phm/layer: bad configurations and inputs raise clear errors") {
   WEFT_PHM_CHECK_FAILS(empty(x), ConfigError, "phm::PhmLinear::forward");
   Tensor<double> w(Shape{4, 0, 2});
   WEFT_PHM_CHECK_FAILS(phm::init_phm_weight(w, phm::WeightInit::normal, 1e-4, rng), ShapeError, "phm::init_phm_weight");
+  // a non-finite init_range (found by the property suite: +inf passed the check and gave NaN weights)
+  for (double bad : {std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN(), 0.0}) {
+    phm::PhmOptions o = lphm_options(4);
+    o.shared_rule = false;
+    o.weight_init = phm::WeightInit::normal;
+    o.init_range = bad;
+    WEFT_PHM_CHECK_FAILS(phm::PhmLinear<double>(8, 8, rng, o), ValueError, "phm::PhmLinear");
+  }
 }
 
 }  // namespace weft_unit_phm_layer_test

@@ -149,10 +149,12 @@ class ClassIncrementalLearner {
 
   /// Learns one task (the rows of `train` whose label is in `classes`) and evaluates on the
   /// test rows of every class seen so far.
+  /// A task that fails part-way (a non-finite loss on NaN/Inf or overflowing features, features
+  /// too large to herd) changes nothing: the model, memory and classes are as before the call.
   TaskResult learn_task(const Dataset<T>& train, const Dataset<T>& test, const std::vector<int>& classes) {
     std::map<int, index_t> seen = task_of_;
     check_task("incremental::ClassIncrementalLearner::learn_task", train, test, classes, tasks_, seen);
-    return learn_checked(train, test, classes);
+    return all_or_nothing([&] { return learn_checked(train, test, classes); });
   }
 
   /// Checks every task first, then learns them in order.
@@ -161,9 +163,11 @@ class ClassIncrementalLearner {
     WEFT_CHECK(!tasks.empty(), value, f, "expected at least one task, got none");
     std::map<int, index_t> seen = task_of_;
     for (std::size_t t = 0; t < tasks.size(); ++t) check_task(f, train, test, tasks[t], tasks_ + index_t(t), seen);
-    std::vector<TaskResult> out;
-    for (auto& c : tasks) out.push_back(learn_checked(train, test, c));
-    return summarize(std::move(out));
+    return all_or_nothing([&] {  // a task failing part-way undoes the tasks before it too
+      std::vector<TaskResult> out;
+      for (auto& c : tasks) out.push_back(learn_checked(train, test, c));
+      return summarize(std::move(out));
+    });
   }
 
   /// Predicted class ids for the rows of x.
@@ -176,6 +180,34 @@ class ClassIncrementalLearner {
   }
 
  private:
+  /// Runs f; if it throws, the parameters (values and shapes: the head grows), the memory, the
+  /// teacher and the class bookkeeping are put back as they were, then the error propagates.
+  template <class F>
+  auto all_or_nothing(F&& f) {
+    std::vector<Parameter<T>> params = model_->parameters();
+    std::vector<Tensor<T>> values;
+    for (auto& p : params) values.push_back(p.value().clone());
+    const ExemplarMemory<T> memory = memory_;
+    const std::shared_ptr<Model> teacher = teacher_;
+    const std::vector<int> order = order_;
+    const std::map<int, int> row_of = row_of_;
+    const std::map<int, index_t> task_of = task_of_;
+    const index_t tasks = tasks_;
+    try {
+      return f();
+    } catch (...) {
+      for (std::size_t i = 0; i < params.size(); ++i) params[i].set_value(values[i]);
+      memory_ = memory;
+      teacher_ = teacher;
+      order_ = order;
+      row_of_ = row_of;
+      task_of_ = task_of;
+      tasks_ = tasks;
+      model_->train();
+      throw;
+    }
+  }
+
   void check_task(const char* f, const Dataset<T>& train, const Dataset<T>& test, const std::vector<int>& classes,
                   index_t t, std::map<int, index_t>& seen) const {
     weft::detail::check_dataset(train, f);
@@ -376,7 +408,8 @@ class ClassIncrementalLearner {
   Factory make_;
   IncrementalOptions o_;
   Rng rng_;
-  std::unique_ptr<Model> model_, teacher_;
+  std::unique_ptr<Model> model_;
+  std::shared_ptr<Model> teacher_;    // shared: a failed run() puts the previous one back
   ExemplarMemory<T> memory_;
   std::vector<int> order_;            // class ids by head row
   std::map<int, int> row_of_;         // class id -> head row

@@ -168,7 +168,8 @@ class PhmLinear : public nn::Module<T> {
                " to divide both in and out features, got in = ", in, " (remainder ", in % o_.n, "), out = ", out,
                " (remainder ", out % o_.n, ")");
     WEFT_CHECK(!o_.low_rank || o_.rank >= 1, config, fn, "expected a rank >= 1 for low_rank, got ", o_.rank);
-    WEFT_CHECK(o_.init_range > 0, value, fn, "expected init_range > 0, got ", o_.init_range);
+    WEFT_CHECK(o_.init_range > 0 && std::isfinite(o_.init_range), value, fn, "expected a finite init_range > 0, got ",
+               o_.init_range);
     in_ = in;
     out_ = out;
     const index_t n = o_.n, p = in / n, q = out / n;
