@@ -213,11 +213,11 @@ TEST_CASE("reparam/kernels: the compander Adam step, vector vs scalar, and its z
   d[3] = 0.0;  // an underflowed derivative: g_w is taken as 0, v does not move
   const std::size_t sz = static_cast<std::size_t>(n);
   std::vector<double> p1 = p, p2 = p, m1(sz), m2(sz), s1(sz), s2(sz);
-  compander_adam_update_scalar(p1.data(), g.data(), d.data(), m1.data(), s1.data(), n, st);
+  ops::adam_update_scaled_scalar(p1.data(), g.data(), d.data(), m1.data(), s1.data(), n, st);
 #if WEFT_USE_XSIMD
-  compander_adam_update_simd(p2.data(), g.data(), d.data(), m2.data(), s2.data(), n, st);
+  ops::adam_update_scaled_simd(p2.data(), g.data(), d.data(), m2.data(), s2.data(), n, st);
 #else
-  compander_adam_update_scalar(p2.data(), g.data(), d.data(), m2.data(), s2.data(), n, st);
+  ops::adam_update_scaled_scalar(p2.data(), g.data(), d.data(), m2.data(), s2.data(), n, st);
 #endif
   for (index_t i = 0; i < n; ++i) {
     const std::size_t k = std::size_t(i);

@@ -7,7 +7,7 @@
 //   compander_derivative   d = Psi'(v) = (a / b) f'(u)
 //   compander_decay_grad   gv += lambda Psi(v) Psi'(v)   (weight decay on w = Psi(v))
 //   compander_inverse      v = b finv(w / a), |w / a| clamped to limit - delta (scalar only)
-//   compander_adam_update  the compander-aware Adam step from Psi'(v) (reparam/optim.hpp)
+// (The compander-aware Adam step is ops::adam_update_scaled with d = Psi'(v), core/ops/optim.hpp.)
 // The forward divides by b (so Psi(inverse(w)) reproduces w as closely as the division
 // allows); the others multiply by 1 / b (one division less per element in the backward).
 // Each has a scalar body (the reference, also the path for WEFT_DONT_VECTORIZE) and an xsimd
@@ -74,23 +74,6 @@ void compander_decay_grad_scalar(const T* v, T* gv, index_t n, T a, T b, T lambd
   for (index_t i = 0; i < n; ++i) {
     const T u = v[i] * rb;
     gv[i] += lambda * (a * Psi::f(u)) * (s * Psi::df(u));
-  }
-}
-
-/// p -= lr d mhat / (sqrt(shat) + eps) with Adam moments m, s of gw = (g + l2 p) / d (0 where
-/// d == 0); the moments are flushed to zero below the smallest normal as in ops::adam_update.
-template <class T>
-void compander_adam_update_scalar(T* p, const T* g, const T* d, T* m, T* s, index_t n, const ops::AdamStep& st) {
-  const T b1 = T(st.beta1), b2 = T(st.beta2), eps = T(st.eps), l2 = T(st.l2);
-  const T step = T(st.lr / st.bias1), rb2 = T(1.0 / std::sqrt(st.bias2));
-  const T tiny = std::numeric_limits<T>::min();
-  for (index_t i = 0; i < n; ++i) {
-    const T gw = d[i] > T(0) ? (g[i] + l2 * p[i]) / d[i] : T(0);
-    m[i] = b1 * m[i] + (T(1) - b1) * gw;
-    s[i] = b2 * s[i] + (T(1) - b2) * gw * gw;
-    if (std::abs(m[i]) < tiny) m[i] = T(0);
-    if (s[i] < tiny) s[i] = T(0);
-    p[i] -= step * d[i] * m[i] / (std::sqrt(s[i]) * rb2 + eps);
   }
 }
 
@@ -165,28 +148,6 @@ void compander_decay_grad_simd(const T* v, T* gv, index_t n, T a, T b, T lambda)
   compander_decay_grad_scalar<Psi>(v + full, gv + full, n - full, a, b, lambda);
 }
 
-template <class T>
-void compander_adam_update_simd(T* p, const T* g, const T* d, T* m, T* s, index_t n, const ops::AdamStep& st) {
-  using B = simd::batch<T>;
-  constexpr index_t W = simd::width<T>;
-  const B b1(T(st.beta1)), c1(T(1 - st.beta1)), b2(T(st.beta2)), c2(T(1 - st.beta2)), eps(T(st.eps)), l2(T(st.l2));
-  const B step(T(st.lr / st.bias1)), rb2(T(1.0 / std::sqrt(st.bias2)));
-  const B tiny(std::numeric_limits<T>::min()), zero(T(0));
-  const index_t full = n - n % W;
-  for (index_t i = 0; i < full; i += W) {
-    const B pi = simd::load(p + i), di = simd::load(d + i);
-    const auto live = di > zero;
-    const B gw = xsimd::select(live, (simd::load(g + i) + l2 * pi) / xsimd::select(live, di, B(T(1))), zero);
-    B mi = b1 * simd::load(m + i) + c1 * gw;
-    B si = b2 * simd::load(s + i) + c2 * gw * gw;
-    mi = xsimd::select(xsimd::abs(mi) < tiny, zero, mi);
-    si = xsimd::select(si < tiny, zero, si);
-    simd::store(m + i, mi);
-    simd::store(s + i, si);
-    simd::store(p + i, pi - step * di * mi / (xsimd::sqrt(si) * rb2 + eps));
-  }
-  compander_adam_update_scalar(p + full, g + full, d + full, m + full, s + full, n - full, st);
-}
 #endif
 
 // ---------------------------------------------------------------------------------------------
@@ -265,17 +226,6 @@ void compander_decay_grad(const T* v, T* gv, index_t n, T a, T b, T lambda) {
 }
 
 /// The compander-aware Adam step (see CompanderAdam in reparam/optim.hpp) given d = Psi'(p).
-template <class T>
-void compander_adam_update(T* p, const T* g, const T* d, T* m, T* s, index_t n, const ops::AdamStep& st) {
-#if WEFT_USE_XSIMD
-  if constexpr (simd::active<T>) {
-    compander_adam_update_simd(p, g, d, m, s, n, st);
-    return;
-  }
-#endif
-  compander_adam_update_scalar(p, g, d, m, s, n, st);
-}
-
 /// The number of elements with |w / a| >= Psi::limit - delta (those compander_inverse clamps).
 template <class Psi, class T>
 index_t compander_clamp_count(const T* w, index_t n, double a, double delta) {

@@ -74,7 +74,7 @@ class CompanderAdam : public nn::Optimizer<T> {
         }
         scratch_.resize(std::size_t(p.numel()));
         it->second.compander->derivative(p.value().data(), scratch_.data(), p.numel());
-        compander_adam_update(p.value().data(), p.grad().data(), scratch_.data(), m, v2, p.numel(), s);
+        ops::adam_update_scaled(p.value().data(), p.grad().data(), scratch_.data(), m, v2, p.numel(), s);
       }
     }
   }
