@@ -218,14 +218,22 @@ template <class T>
 class Adam : public Optimizer<T> {
  public:
   Adam(std::vector<ParamGroup<T>> groups, const AdamOptions& o = {}, bool decoupled = false)
-      : Optimizer<T>(std::move(groups), o.lr, o.weight_decay, decoupled ? "nn::AdamW" : "nn::Adam"),
-        o_(o), decoupled_(decoupled) {
-    WEFT_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1 && o.eps > 0 && std::isfinite(o.eps), value,
-               decoupled ? "nn::AdamW" : "nn::Adam", "expected betas in [0, 1) and a finite eps > 0, got ", o.beta1, ", ",
-               o.beta2, ", ", o.eps);
-  }
+      : Adam(std::move(groups), o, decoupled, decoupled ? "nn::AdamW" : "nn::Adam") {}
   Adam(std::vector<Parameter<T>> params, const AdamOptions& o = {}, bool decoupled = false)
       : Adam(single_group(std::move(params)), o, decoupled) {}
+
+ protected:
+  /// For optimisers built on Adam (reparam::CompanderAdam): `name` is used in error messages.
+  Adam(std::vector<ParamGroup<T>> groups, const AdamOptions& o, bool decoupled, const char* name)
+      : Optimizer<T>(std::move(groups), o.lr, o.weight_decay, name), o_(o), decoupled_(decoupled) {
+    WEFT_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1 && o.eps > 0 && std::isfinite(o.eps), value,
+               name, "expected betas in [0, 1) and a finite eps > 0, got ", o.beta1, ", ", o.beta2, ", ", o.eps);
+  }
+  /// A per-element scale d for parameter p (n = p.numel() values, d > 0; 0 takes no step), or
+  /// nullptr for the plain update. With a scale, the moments are those of (g + l2 p) / d and the
+  /// step is multiplied by d (ops::adam_update_scaled): reparam::CompanderAdam returns the
+  /// compander's Psi'(v) for its v's. Real T only.
+  virtual const T* element_scale(Parameter<T>& /*p*/) { return nullptr; }
 
  protected:
   void update() override {
@@ -243,8 +251,15 @@ class Adam : public Optimizer<T> {
         const double t = double(++this->param_steps(p));  // per-parameter step, as PyTorch
         s.bias1 = 1 - std::pow(o_.beta1, t);
         s.bias2 = 1 - std::pow(o_.beta2, t);
-        ops::adam_update(p.value().data(), p.grad().data(), this->state(p, 0).data(), this->state(p, 1).data(),
-                         p.numel(), s);
+        T* m = this->state(p, 0).data();
+        T* v = this->state(p, 1).data();
+        if constexpr (!is_complex_v<T>) {
+          if (const T* d = element_scale(p)) {
+            ops::adam_update_scaled(p.value().data(), p.grad().data(), d, m, v, p.numel(), s);
+            continue;
+          }
+        }
+        ops::adam_update(p.value().data(), p.grad().data(), m, v, p.numel(), s);
       }
     }
   }

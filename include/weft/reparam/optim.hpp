@@ -32,16 +32,13 @@
 namespace weft::reparam {
 
 template <class T>
-class CompanderAdam : public nn::Optimizer<T> {
+class CompanderAdam : public nn::Adam<T> {
  public:
   /// groups: any parameter groups (e.g. compander_param_groups); the v's of `att`'s layers get
-  /// the compander-aware update, every other parameter plain Adam.
+  /// the compander-aware update, every other parameter plain Adam (L2 weight decay, coupled).
   CompanderAdam(std::vector<nn::ParamGroup<T>> groups, const CompanderAttachment<T>& att,
                 const nn::AdamOptions& o = {})
-      : nn::Optimizer<T>(std::move(groups), o.lr, o.weight_decay, "reparam::CompanderAdam"), o_(o) {
-    WEFT_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1 && o.eps > 0, value,
-               "reparam::CompanderAdam", "expected betas in [0, 1) and eps > 0, got ", o.beta1, ", ", o.beta2,
-               ", ", o.eps);
+      : nn::Adam<T>(std::move(groups), o, false, "reparam::CompanderAdam") {
     for (auto& l : att.layers) companders_[l.v.id()] = Entry{l.v, l.compander};
   }
   CompanderAdam(std::vector<Parameter<T>> params, const CompanderAttachment<T>& att, const nn::AdamOptions& o = {})
@@ -51,32 +48,13 @@ class CompanderAdam : public nn::Optimizer<T> {
   std::size_t companded() const noexcept { return companders_.size(); }
 
  protected:
-  void update() override {
-    for (std::size_t g = 0; g < this->groups().size(); ++g) {
-      ops::AdamStep s{};
-      s.lr = this->group_lr(g);
-      s.beta1 = o_.beta1;
-      s.beta2 = o_.beta2;
-      s.eps = o_.eps;
-      s.l2 = this->group_weight_decay(g);
-      s.decoupled = 0.0;
-      for (auto& p : this->groups()[g].params) {
-        if (!p.requires_grad()) continue;
-        const double t = double(++this->param_steps(p));
-        s.bias1 = 1 - std::pow(o_.beta1, t);
-        s.bias2 = 1 - std::pow(o_.beta2, t);
-        T* m = this->state(p, 0).data();
-        T* v2 = this->state(p, 1).data();
-        auto it = companders_.find(p.id());
-        if (it == companders_.end()) {
-          ops::adam_update(p.value().data(), p.grad().data(), m, v2, p.numel(), s);
-          continue;
-        }
-        scratch_.resize(std::size_t(p.numel()));
-        it->second.compander->derivative(p.value().data(), scratch_.data(), p.numel());
-        ops::adam_update_scaled(p.value().data(), p.grad().data(), scratch_.data(), m, v2, p.numel(), s);
-      }
-    }
+  /// Psi'(v) for a compander's v (nn::Adam then takes the scaled step), nullptr for the rest.
+  const T* element_scale(Parameter<T>& p) override {
+    auto it = companders_.find(p.id());
+    if (it == companders_.end()) return nullptr;
+    scratch_.resize(std::size_t(p.numel()));
+    it->second.compander->derivative(p.value().data(), scratch_.data(), p.numel());
+    return scratch_.data();
   }
 
  private:
@@ -84,7 +62,6 @@ class CompanderAdam : public nn::Optimizer<T> {
     Parameter<T> v;  // keeps the key's parameter alive, so its address cannot be reused
     std::shared_ptr<CompanderBase<T>> compander;
   };
-  nn::AdamOptions o_;
   std::unordered_map<const void*, Entry> companders_;
   std::vector<T> scratch_;
 };
