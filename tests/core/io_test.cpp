@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "support/test_util.hpp"
 #include "weft/core/data.hpp"
 #include "weft/core/io/csv.hpp"
 #include "weft/core/io/npy.hpp"
@@ -28,24 +29,7 @@ using weft::Tensor;
 
 namespace {
 
-// A fresh directory under the system temp dir, removed when the test program exits.
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
-    dir = fs::temp_directory_path() / ("weft_io_test_" + std::to_string(stamp));
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-};
-
-std::string tmp(const std::string& name) {
-  static TempDir d;
-  return (d.dir / name).string();
-}
+std::string tmp(const std::string& name) { return weft::test::temp_path(name); }
 
 void write_file(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "support/test_util.hpp"
 #include "weft/core/io/safetensors.hpp"
 
 namespace weft_unit_core_safetensors_test {
@@ -27,22 +28,7 @@ using Bytes = std::vector<std::uint8_t>;
 
 namespace {
 
-std::string tmp(const std::string& name) {
-  struct Dir {
-    fs::path p;
-    Dir() {
-      p = fs::temp_directory_path() /
-          ("weft_st_test_" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
-      fs::create_directories(p);
-    }
-    ~Dir() {
-      std::error_code ec;
-      fs::remove_all(p, ec);
-    }
-  };
-  static Dir d;
-  return (d.p / name).string();
-}
+std::string tmp(const std::string& name) { return weft::test::temp_path(name); }
 
 // A file from its header text and data bytes: 8-byte little-endian size, header, data.
 Bytes st_file(const std::string& header, const Bytes& data = {}, std::uint64_t size_field = ~std::uint64_t(0)) {

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "support/test_util.hpp"
 #include "weft/core/autograd/tape.hpp"
 #include "weft/core/rng.hpp"
 #include "weft/nn/layers.hpp"
@@ -25,22 +26,7 @@ using namespace weft;
 
 namespace {
 
-std::string tmp(const std::string& name) {
-  struct Dir {
-    fs::path p;
-    Dir() {
-      p = fs::temp_directory_path() /
-          ("weft_sd_test_" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
-      fs::create_directories(p);
-    }
-    ~Dir() {
-      std::error_code ec;
-      fs::remove_all(p, ec);
-    }
-  };
-  static Dir d;
-  return (d.p / name).string();
-}
+std::string tmp(const std::string& name) { return weft::test::temp_path(name); }
 
 template <class T>
 Tensor<T> inputs(index_t rows, index_t cols, std::uint64_t seed) {

@@ -14,8 +14,10 @@
 
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <initializer_list>
 #include <sstream>
 #include <string>
@@ -26,6 +28,26 @@
 #include "weft/core/tensor.hpp"
 
 namespace weft::test {
+
+/// `name` inside a fresh directory under the system temp dir (one per test program, created on
+/// first use and removed when the program exits), for tests that write files.
+inline std::string temp_path(const std::string& name) {
+  namespace fs = std::filesystem;
+  struct Dir {
+    fs::path p;
+    Dir() {
+      p = fs::temp_directory_path() /
+          ("weft_test_" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
+      fs::create_directories(p);
+    }
+    ~Dir() {
+      std::error_code ec;
+      fs::remove_all(p, ec);
+    }
+  };
+  static Dir d;
+  return (d.p / name).string();
+}
 
 /// Restores the thread count a test changes (weft::set_num_threads) when it goes out of scope.
 struct ThreadCountGuard {

@@ -52,6 +52,15 @@ struct real_type<std::complex<T>> {
 template <class T>
 using real_t = typename real_type<T>::type;
 
+/// X in a non-deduced context (C++20's std::type_identity_t): a function parameter of this type
+/// takes its template argument from the other parameters and converts what it is given.
+template <class X>
+struct non_deduced {
+  using type = X;
+};
+template <class X>
+using non_deduced_t = typename non_deduced<X>::type;
+
 template <class T>
 inline constexpr bool is_supported_scalar_v =
     std::is_same_v<T, float> || std::is_same_v<T, double> ||

@@ -55,16 +55,9 @@ class Targets {
   index_t rows_ = 0;
 };
 
-namespace detail {
-template <class T>
-struct type_identity {
-  using type = T;
-};
-}  // namespace detail
-
 /// Targets<Real> in a non-deduced context: the parameter type of every function taking targets.
 template <class Real>
-using TargetsArg = typename detail::type_identity<Targets<Real>>::type;
+using TargetsArg = non_deduced_t<Targets<Real>>;
 
 namespace detail {
 

@@ -150,17 +150,10 @@ class Selector {
   Predicate pred_;
 };
 
-namespace detail {
-template <class X>
-struct NonDeduced {
-  using type = X;
-};
-}  // namespace detail
-
 /// Selector<T> in a non-deduced context, for function parameters: T comes from the model, and
 /// a list of names or a lambda converts to the selector.
 template <class T>
-using SelectorArg = typename detail::NonDeduced<Selector<T>>::type;
+using SelectorArg = non_deduced_t<Selector<T>>;
 
 /// The Linears of `model` chosen by `sel` (Selector::resolve under the name nn::select_linears).
 template <class T>
