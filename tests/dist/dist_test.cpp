@@ -93,6 +93,54 @@ TEST_CASE("dist::shard_range partitions any batch into near-equal contiguous par
   CHECK(dist::shard_indices(10, 1, 3) == std::vector<index_t>{4, 5, 6});
 }
 
+TEST_CASE("dist::ShardedBatches: the Trainer's global order for any rank count, disjoint contiguous shards") {
+  const auto p = make_problem<double>(29, 3, 2);
+  // the order a single-process Trainer visits (seed 5, batch 8, 3 epochs)
+  Rng a(1);
+  nn::MLP<double> model({3, 2}, a);
+  nn::SGD<double> opt(model.parameters(), nn::SGDOptions{});
+  nn::TrainerOptions to;
+  to.epochs = 3;
+  to.batch_size = 8;
+  to.seed = 5;
+  nn::Trainer<double> tr(opt, to);
+  std::vector<std::vector<index_t>> seen;
+  std::vector<int> labels;
+  tr.fit(29, [&](Tape<double>& tape, const std::vector<index_t>& rows) {
+    seen.push_back(rows);
+    return cross_entropy(model(nn::batch_rows(tape, p.x, rows)), nn::batch_labels(p.y, rows, labels));
+  });
+  for (int size : {1, 2, 4, 5, 6}) {  // 29 = 3 x 8 + 5: with 6 ranks the last 5 rows join batch 2
+    std::vector<dist::ShardedBatches> ranks;
+    for (int r = 0; r < size; ++r) ranks.emplace_back(29, 8, 5, r, size);
+    std::size_t k = 0;
+    for (int e = 0; e < 3; ++e) {
+      for (auto& sb : ranks) sb.next_epoch();
+      const std::size_t nb = ranks[0].num_batches();
+      CHECK(nb == (size == 6 ? 3u : 4u));
+      std::vector<index_t> epoch_rows;
+      for (std::size_t b = 0; b < nb; ++b) {
+        std::vector<index_t> joined;
+        for (auto& sb : ranks) {
+          const auto mine = sb.local(b);
+          CHECK(!mine.empty());
+          joined.insert(joined.end(), mine.begin(), mine.end());
+        }
+        CHECK(joined == ranks[0].global(b));
+        epoch_rows.insert(epoch_rows.end(), joined.begin(), joined.end());
+      }
+      std::vector<index_t> trainer_rows;
+      for (std::size_t b = 0; b < 4; ++b, ++k) trainer_rows.insert(trainer_rows.end(), seen[k].begin(), seen[k].end());
+      CHECK(epoch_rows == trainer_rows);  // same global order as one process
+    }
+  }
+  CHECK_THROWS_AS(dist::ShardedBatches(29, 3, 0, 0, 4), ValueError);  // fewer rows than ranks per batch
+  dist::ShardedBatches fresh(10, 4, 0, 0, 1);
+  CHECK_THROWS_AS(fresh.local(0), ConfigError);  // next_epoch() first
+  fresh.next_epoch();
+  CHECK_THROWS_AS(fresh.local(3), ValueError);
+}
+
 TEST_CASE_TEMPLATE("dist::DataParallel: steps on shards equal single-process steps on the whole batch", T, float,
                    double) {
   dist::Communicator& comm = *g_comm;

@@ -42,6 +42,7 @@
 // gradient on one rank throws there and dist::run ends the job.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -51,6 +52,7 @@
 #include <vector>
 
 #include "weft/core/autograd/parameter.hpp"
+#include "weft/core/rng.hpp"
 #include "weft/dist/comm.hpp"
 #include "weft/nn/hooks.hpp"
 #include "weft/nn/module.hpp"
@@ -91,6 +93,72 @@ inline std::vector<index_t> shard_indices(index_t n, int rank, int size) {
   for (std::size_t i = rg.first; i < rg.second; ++i) out.push_back(index_t(i));
   return out;
 }
+
+/// Batches for data-parallel training without nn::Trainer: every rank draws the same global
+/// order (shuffled with Rng(seed) once per epoch, exactly as nn::Trainer with TrainerOptions::
+/// seed does, so the order is the same for any number of ranks and equals a single process's)
+/// and keeps its contiguous part of each global batch (shard_range).
+///
+///   dist::ShardedBatches sb(train.size(), 64, seed, comm.rank(), comm.size());
+///   for (int e = 0; e < epochs; ++e) {
+///     sb.next_epoch();
+///     for (std::size_t b = 0; b < sb.num_batches(); ++b) { const auto rows = sb.local(b); ... }
+///   }
+/// With DataParallel, pass sb.global(b) to dp.shard() instead, which also sets the weights.
+class ShardedBatches {
+ public:
+  ShardedBatches(index_t n, index_t batch_size, std::uint64_t seed, int rank, int size, bool shuffle = true)
+      : rng_(seed), batch_(batch_size), rank_(rank), size_(size), shuffle_(shuffle) {
+    const char* fn = "dist::ShardedBatches";
+    WEFT_CHECK(n > 0 && batch_size > 0, value, fn, "expected n > 0 and batch_size > 0, got n = ", n,
+               ", batch_size = ", batch_size);
+    WEFT_CHECK(size >= 1 && rank >= 0 && rank < size, value, fn, "expected 0 <= rank < size, got rank = ", rank,
+               ", size = ", size);
+    WEFT_CHECK(batch_size >= size, value, fn, "expected a batch of at least one row per rank (", size,
+               " ranks), got batch_size = ", batch_size);
+    order_.resize(std::size_t(n));
+    for (index_t i = 0; i < n; ++i) order_[std::size_t(i)] = i;
+  }
+  /// Starts the next epoch (reshuffles the global order; the first call starts epoch 0).
+  void next_epoch() {
+    if (shuffle_) rng_.shuffle(order_.begin(), order_.end());
+    ++epoch_;
+  }
+  int epoch() const noexcept { return epoch_; }
+  /// Global batches per epoch: ceil(n / batch_size), less one when the last batch would have
+  /// fewer rows than ranks (its rows then join the batch before it).
+  std::size_t num_batches() const noexcept {
+    const std::size_t n = order_.size(), bs = std::size_t(batch_), nb = (n + bs - 1) / bs;
+    return nb > 1 && n % bs != 0 && n % bs < std::size_t(size_) ? nb - 1 : nb;
+  }
+  /// Global batch b of the current epoch (the same on every rank).
+  std::vector<index_t> global(std::size_t b) const {
+    const auto rg = bounds(b);
+    return std::vector<index_t>(order_.begin() + std::ptrdiff_t(rg.first), order_.begin() + std::ptrdiff_t(rg.second));
+  }
+  /// This rank's rows of global batch b.
+  std::vector<index_t> local(std::size_t b) const {
+    const auto g = bounds(b);
+    const auto rg = shard_range(g.second - g.first, rank_, size_);
+    return std::vector<index_t>(order_.begin() + std::ptrdiff_t(g.first + rg.first),
+                                order_.begin() + std::ptrdiff_t(g.first + rg.second));
+  }
+
+ private:
+  std::pair<std::size_t, std::size_t> bounds(std::size_t b) const {
+    WEFT_CHECK(epoch_ >= 0, config, "dist::ShardedBatches", "expected next_epoch() before the first batch, got none");
+    const std::size_t nb = num_batches();
+    WEFT_CHECK(b < nb, value, "dist::ShardedBatches", "expected a batch index below ", nb, ", got ", b);
+    const std::size_t n = order_.size(), begin = b * std::size_t(batch_);
+    return {begin, b + 1 == nb ? n : std::min(n, begin + std::size_t(batch_))};
+  }
+  Rng rng_;
+  index_t batch_;
+  int rank_, size_;
+  bool shuffle_;
+  int epoch_ = -1;
+  std::vector<index_t> order_;
+};
 
 template <class T>
 class DataParallel {
