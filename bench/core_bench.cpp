@@ -5,6 +5,10 @@
 //    BM_mlp_step/weft         weft: nn::MLP + autograd tape + nn::Adam
 //    BM_mlp_step/eigen_manual hand-derived gradients written as Eigen expressions (no tape)
 //    BM_mlp_step/naive        the same computation as plain scalar loops
+//  tiny ViT (8x8 images, patch 2, width 32, depth 2, 4 heads, MLP ratio 2, 10 classes), batch
+//  32, one Adam training step, float32 (the model of examples/vit_digits):
+//    BM_vit_step/weft         nn::TinyViT + autograd tape + nn::Adam (scripts/bench's peer:
+//                             the same architecture in PyTorch, bench/peers/torch_peers.py vit)
 //  matmul forward + backward, X (64 x 768) times W (768 x 768), float32:
 //    BM_matmul_fwd_bwd/weft   autograd: Y = matmul(X, W), backward gives dX and dW
 //    BM_matmul_fwd_bwd/eigen  the three products as Eigen expressions
@@ -21,6 +25,7 @@
 #include "weft/core/autograd.hpp"
 #include "weft/nn/layers.hpp"
 #include "weft/nn/optim.hpp"
+#include "weft/nn/vit.hpp"
 
 using namespace weft;
 
@@ -222,6 +227,23 @@ void BM_mlp_step_naive(benchmark::State& st) {
   st.counters["FLOP/s"] = benchmark::Counter(mlp_flops(), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+void BM_vit_step_weft(benchmark::State& st) {
+  set_num_threads(int(st.range(0)));
+  MlpData d;  // 64 batches of 32 rows of 64 values in [0, 1), labels in 0..9
+  Rng rng(1);
+  nn::TinyViT<float> vit(nn::ViTConfig{}, rng);
+  nn::Adam<float> opt(vit.parameters());
+  Tape<float> tape;
+  for (auto _ : st) {
+    const int b = d.advance();
+    opt.zero_grad();
+    Var<float> loss = cross_entropy(vit(tape.constant(d.x[b])), d.y[b]);
+    tape.backward(loss);
+    opt.step();
+    tape.reset();
+  }
+}
+
 constexpr index_t kM = 64, kK = 768, kN = 768;
 double matmul_flops() { return 3.0 * 2.0 * double(kM) * double(kK) * double(kN); }
 
@@ -297,6 +319,7 @@ void BM_matmul_fwd_bwd_naive(benchmark::State& st) {
 BENCHMARK(BM_mlp_step_weft)->Name("BM_mlp_step/weft")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_mlp_step_eigen_manual)->Name("BM_mlp_step/eigen_manual")->Arg(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_mlp_step_naive)->Name("BM_mlp_step/naive")->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_vit_step_weft)->Name("BM_vit_step/weft")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_matmul_fwd_bwd_weft)->Name("BM_matmul_fwd_bwd/weft")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_matmul_fwd_bwd_eigen)->Name("BM_matmul_fwd_bwd/eigen")->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_matmul_fwd_bwd_naive)->Name("BM_matmul_fwd_bwd/naive")->Unit(benchmark::kMillisecond);
