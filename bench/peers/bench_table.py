@@ -56,6 +56,8 @@ ROWS = [
          bound="gemm"),
     dict(key="mlp", path="MLP Adam step vs PyTorch nn + optim.Adam", shape="64-128-10, batch 32",
          exe="core_bench", name="BM_mlp_step/weft/{t}", counter="FLOP/s", peer=("torch", "mlp"), bound="gemm"),
+    dict(key="vit", path="tiny-ViT Adam step vs PyTorch (same architecture)", shape="8x8, patch 2, width 32, depth 2, batch 32",
+         exe="core_bench", name="BM_vit_step/weft/{t}", counter=None, peer=("torch", "vit"), bound=None),
     dict(key="dual", path="D-Pruner dual step vs PyTorch in-place ops", shape="4096x4096",
          exe="prune_bench", name="BM_dual_step/weft:1/threads:{t}/real_time", counter="bytes_per_second",
          peer=("torch", "dual"), bound="dram"),
@@ -161,7 +163,11 @@ def main():
     ap.add_argument("--min-time", type=float, default=0.3)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--filter", default=".")
+    ap.add_argument("--figure-data-only", action="store_true", help="only derive figure-data from --csv")
     a = ap.parse_args()
+    if a.figure_data_only:
+        write_figure_data(a.csv)
+        return
     threads = [int(t) for t in a.threads.split(",")]
     rows = [r for r in ROWS if re.search(a.filter, r["key"] + " " + r["path"])]
     have = {k: peer_available(k) for k in ("torch", "sklearn")}
@@ -272,7 +278,20 @@ def main():
         w.writerow(["key", "hot_path", "shape", "threads", "weft_seconds", "peer_seconds", "peer_over_weft", "peer",
                     "bound_kind", "bound_value", "weft_achieved", "fraction_of_bound", "weft_bench"])
         w.writerows(out_rows)
+    write_figure_data(a.csv)
     log(f"bench: CSV {a.csv}")
+
+
+def write_figure_data(csv_path):
+    """<csv folder>/figure-data/bench_peers.csv: key, threads, weft and peer seconds of the
+    1-thread rows with both sides (the series docs/figures/src/bench_peers.gp draws; scripts/figures)."""
+    folder = os.path.join(os.path.dirname(os.path.abspath(csv_path)), "figure-data")
+    os.makedirs(folder, exist_ok=True)
+    with open(csv_path) as f, open(os.path.join(folder, "bench_peers.csv"), "w") as out:
+        out.write("key,threads,weft_seconds,peer_seconds\n")
+        for r in csv.DictReader(f):
+            if r["weft_seconds"] and r["peer_seconds"] and r["threads"] == "1":
+                out.write(f"{r['key']},{r['threads']},{r['weft_seconds']},{r['peer_seconds']}\n")
 
 
 if __name__ == "__main__":

@@ -169,6 +169,57 @@ def mlp_case():
     return "PyTorch nn.Sequential + optim.Adam", step
 
 
+class TinyViT(torch.nn.Module):
+    """nn::TinyViT's architecture: 8x8 images, patch 2, width 32, depth 2, 4 heads, MLP ratio 2
+    (GELU), pre-LN blocks, class token and learned positions, final LayerNorm, linear head."""
+
+    def __init__(self, S=8, p=2, D=32, depth=2, heads=4, ratio=2, classes=10):
+        super().__init__()
+        self.S, self.p = S, p
+        g = S // p
+        self.embed = torch.nn.Linear(p * p, D)
+        self.cls = torch.nn.Parameter(torch.randn(1, 1, D) * 0.02)
+        self.pos = torch.nn.Parameter(torch.randn(g * g + 1, D) * 0.02)
+        self.blocks = torch.nn.ModuleList()
+        for _ in range(depth):
+            self.blocks.append(torch.nn.ModuleDict(dict(
+                ln1=torch.nn.LayerNorm(D), attn=torch.nn.MultiheadAttention(D, heads, batch_first=True),
+                ln2=torch.nn.LayerNorm(D),
+                mlp=torch.nn.Sequential(torch.nn.Linear(D, ratio * D), torch.nn.GELU(), torch.nn.Linear(ratio * D, D)))))
+        self.norm = torch.nn.LayerNorm(D)
+        self.head = torch.nn.Linear(D, classes)
+
+    def forward(self, x):
+        B, S, p = x.shape[0], self.S, self.p
+        g = S // p
+        x = x.view(B, g, p, g, p).transpose(2, 3).reshape(B, g * g, p * p)
+        x = torch.cat([self.cls.expand(B, -1, -1), self.embed(x)], dim=1) + self.pos
+        for b in self.blocks:
+            h = b["ln1"](x)
+            x = x + b["attn"](h, h, h, need_weights=False)[0]
+            x = x + b["mlp"](b["ln2"](x))
+        return self.head(self.norm(x)[:, 0])
+
+
+def vit_case():
+    # bench/core_bench.cpp BM_vit_step: tiny ViT, batch 32, softmax CE, Adam, 64 batches in turn
+    torch.manual_seed(1)
+    net = TinyViT()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    xs = [torch.rand(32, 64) for _ in range(64)]
+    ys = [torch.randint(0, 10, (32,)) for _ in range(64)]
+    state = {"b": 0}
+    lossf = torch.nn.CrossEntropyLoss()
+
+    def step():
+        b = state["b"] = (state["b"] + 1) % 64
+        opt.zero_grad(set_to_none=False)
+        loss = lossf(net(xs[b]), ys[b])
+        loss.backward()
+        opt.step()
+    return "PyTorch TinyViT (nn.MultiheadAttention) + optim.Adam", step
+
+
 def dual_case():
     # bench/prune_bench.cpp BM_dual_step: 4096 x 4096, gt = g (1 + kappa ghat);
     # imp += |sign u + a u^2| with u = gscale gt w (sign 1, a 0.5, gscale 1), all in place
@@ -241,7 +292,7 @@ def hep_case():
 CASES = {
     "lsq": lsq_case, "statsq": statsq_case, "phm_einsum": phm_einsum_case, "lphm_dense": lphm_dense_case,
     "lora": lora_case, "linear": linear_case, "gemm64": lambda: gemm_case(64), "gemm_peak": lambda: gemm_case(768),
-    "mlp": mlp_case, "dual": dual_case, "mask": mask_case, "hep_step": hep_case,
+    "mlp": mlp_case, "vit": vit_case, "dual": dual_case, "mask": mask_case, "hep_step": hep_case,
 }
 
 
