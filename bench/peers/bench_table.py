@@ -284,7 +284,7 @@ def main():
 
 def write_figure_data(csv_path):
     """<csv folder>/figure-data/bench_peers.csv: key, threads, weft and peer seconds of the
-    1-thread rows with both sides (the series docs/figures/src/bench_peers.gp draws; scripts/figures)."""
+    1-thread rows with both sides (the series bench/peers/bench_peers.gp draws)."""
     folder = os.path.join(os.path.dirname(os.path.abspath(csv_path)), "figure-data")
     os.makedirs(folder, exist_ok=True)
     with open(csv_path) as f, open(os.path.join(folder, "bench_peers.csv"), "w") as out:

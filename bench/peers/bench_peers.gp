@@ -1,8 +1,9 @@
 # weft vs its peer (PyTorch / scikit-learn) per hot path, 1 thread, log scale: the time per call
 # of each side from scripts/bench (CPU time of the calling thread, minimum over the rounds).
-# Run by scripts/figures with data=<figure-data dir> (scripts/bench writes
-# build-bench/figure-data/bench_peers.csv), out=<png>:
-#   scripts/figures build-bench/figure-data bench_peers
+# Run by scripts/bench at the end of a run (when gnuplot is installed) with
+# data=<build>/figure-data (where bench_table.py writes bench_peers.csv), out=<build>/bench_peers.png;
+# docs/figures/bench_peers.png is a copy of one such render. Kept out of docs/figures/src so that
+# scripts/figures (the reproduce figures) does not expect bench data.
 set terminal pngcairo size 1000,560 font "DejaVu Sans,10"
 set output out
 set datafile separator ","
