@@ -2,7 +2,7 @@
 """bench/peers/sklearn_peers.py - scikit-learn peer of weft's PAVA bench (BM_pava_row/weft/n).
 
 Usage: sklearn_peers.py pava [--n N] [--min-time S]
-Data: the row of bench/quantile_bench.cpp, y_k = U{-50..49} - 50 + 50 log(1 + k) (same law,
+Data: the row of bench/quantile_bench.cpp, y_k = U{-50..49} + 50 log(1 + k) (same law,
 numpy's generator). Times sklearn.isotonic's contiguous PAVA kernel
 (_inplace_contiguous_isotonic_regression, on a copy of y with unit weights) when importable,
 else IsotonicRegression().fit_transform; the "peer" field says which. Timing as torch_peers.py.
