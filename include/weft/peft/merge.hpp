@@ -11,6 +11,8 @@
 // (nn::Attachment::detach); to bake it, merge_and_unload or nn::fold.
 // merge / unmerge are the reversible merge (PEFT's merge_adapter / unmerge_adapter): the adapter
 // stays attached, adds nothing while merged, and keeps the typed look-up of peft adapters.
+// Unmerge before detaching a record: a merged adapter's delta lives in the weight, and a plain
+// LoRA's record has no snapshot of the weight to restore (only PiSSA / OLoRA records do).
 // merge_and_unload is a thin wrapper over the one fold (nn/fold.hpp) with adapters_only: on a
 // quantised base the delta goes into the stored float weight, the quantiser stays and
 // re-quantises (nn::fold's report gives the re-quantisation error); only a compander or another
