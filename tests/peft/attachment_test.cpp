@@ -289,6 +289,12 @@ TEST_CASE_TEMPLATE("nn/fold: an adapter merged into a quantised base re-quantise
   quant::StatsQOptions so;
   so.bits = 2;
   auto q = quant::quantize_linears(m, quant::statsq_factory<T>(so));
+  // the record's typed view exports the same codes as the layer's chain
+  for (std::size_t i = 0; i < m.layers.size(); ++i) {
+    const quant::QuantizedWeights<T> a = quant::export_weights(q.layers[i]), b = quant::export_weights(m.layers[i]);
+    CHECK(a.codes == b.codes);
+    CHECK(a.step == b.step);
+  }
   auto lo = peft::attach_lora(m, lora(4), rng);
   randomise(lo, rng, 0.3);
   std::vector<Tensor<T>> expected, reference;
