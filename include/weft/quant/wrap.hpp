@@ -148,8 +148,8 @@ QuantizedWeights<T> export_weights(const QuantizedLayer<T>& q) {
   return q.weight->quantize(w);
 }
 
-/// The same for a bare layer: its last transform must be a WeightQuantizer (found by type, the
-/// one dynamic_cast left in quant: a layer carries no record of what was attached to it).
+/// The same for a bare layer: its last transform must be a WeightQuantizer (found by type with a
+/// dynamic_cast: a bare layer carries no record of what was attached to it).
 template <class T>
 QuantizedWeights<T> export_weights(nn::Linear<T>& layer) {
   const char* fn = "quant::export_weights";
