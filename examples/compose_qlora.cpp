@@ -40,6 +40,7 @@
 
 #include "common/digits.hpp"
 #include "common/report.hpp"
+#include "common/teacher.hpp"
 #include "weft/core/autograd/functions/arith.hpp"
 #include "weft/core/autograd/functions/nn.hpp"
 #include "weft/nn/layers.hpp"
@@ -125,55 +126,21 @@ index_t bone_rank(const std::vector<index_t>& sizes) {
 // ---------------------------------------------------------------------------------------------
 // the shifted teacher (double)
 
-namespace teacher {
+namespace teacher_task {
 
 constexpr index_t kIn = 32, kHid = 64, kOut = 16, kBatch = 64, kTest = 2048;
 constexpr int kPretrain = 3000, kSteps = 300;
 const std::vector<index_t> kSizes = {kIn, kHid, kHid, kOut};
-using Mat = Eigen::MatrixXd;
-using Teacher = std::vector<Mat>;
-
-Mat randn(index_t rows, index_t cols, Rng& rng, double sd = 1.0) {
-  Mat m(rows, cols);
-  for (index_t i = 0; i < rows; ++i)
-    for (index_t j = 0; j < cols; ++j) m(i, j) = sd * rng.normal();
-  return m;
-}
-Teacher make(Rng& rng) {
-  Teacher t;
-  for (std::size_t l = 0; l + 1 < kSizes.size(); ++l)
-    t.push_back(randn(kSizes[l + 1], kSizes[l], rng, 1.0 / std::sqrt(double(kSizes[l]))));
-  return t;
-}
-Teacher shift(const Teacher& t1, Rng& rng) {
-  Teacher t2 = t1;
-  for (auto& w : t2) {
-    const Mat d = randn(w.rows(), 8, rng) * randn(8, w.cols(), rng);
-    w += 0.5 * (w.norm() / d.norm()) * d;
-  }
-  return t2;
-}
-Mat forward(const Teacher& t, const Mat& x) {
-  Mat h = x;
-  for (std::size_t l = 0; l < t.size(); ++l) {
-    h = h * t[l].transpose();
-    if (l + 1 < t.size()) h = h.array().tanh().matrix();
-  }
-  return h;
-}
-double test_mse(nn::MLP<double>& m, const Tensor<double>& x, const Tensor<double>& y) {
-  Tape<double> tape;
-  no_grad ng;
-  const Tensor<double> p = m(tape.constant(x)).value();
-  return (p.array() - y.array()).square().sum() / double(x.dim(0));
-}
+using weft_examples::teacher::forward;
+using weft_examples::teacher::Mat;
+using weft_examples::teacher::randn;
+using weft_examples::teacher::shift;
+using weft_examples::teacher::Teacher;
+using weft_examples::teacher::test_mse;
+Teacher make(Rng& rng) { return weft_examples::teacher::make(kSizes, rng); }
 void step(nn::MLP<double>& m, nn::Optimizer<double>& opt, Tape<double>& tape, const Tensor<double>& x,
           const Tensor<double>& y) {
-  opt.zero_grad();
-  Var<double> loss = mse(m(tape.constant(x)), tape.constant(y), Reduction::sum) * (1.0 / double(x.dim(0)));
-  tape.backward(loss);
-  opt.step();
-  tape.reset();
+  (void)weft_examples::teacher::train_step(m, opt, tape, x, y);
 }
 
 TaskResult run(int seed) {
@@ -225,7 +192,7 @@ TaskResult run(int seed) {
   return r;
 }
 
-}  // namespace teacher
+}  // namespace teacher_task
 
 // ---------------------------------------------------------------------------------------------
 // the digits (float)
@@ -350,7 +317,7 @@ int main(int argc, char** argv) {
   Stopwatch clock;
   std::vector<TaskResult> tr;
   for (int s = 0; s < S; ++s) {
-    tr.push_back(teacher::run(s));
+    tr.push_back(teacher_task::run(s));
     const TaskResult& r = tr.back();
     std::fprintf(stderr,
                  "compose/qlora_teacher seed %d: test MSE float %.4g, 2-bit %.4g; LoRA 2-bit %.4g float %.4g (%.3f); "
