@@ -33,6 +33,57 @@
 #define WEFT_VECTORIZE 1
 #endif
 
+// The ABI namespace. Every weft entity lives in weft::WEFT_ABI_NAMESPACE, an inline namespace
+// (so user code still writes weft::Tensor) whose name encodes the version, the vectorise setting
+// and the instruction set the kernels are compiled for, e.g. weft::abi_v0_1_0_avx2. Two
+// translation units built with different -march or WEFT_DONT_VECTORIZE / WEFT_USE_XSIMD settings
+// would otherwise instantiate the same inline templates with different kernels and let the
+// linker keep either copy silently (xsimd#633); with the tag, a function whose signature names a
+// weft type fails to link instead. The tag follows xsimd's choice of default architecture.
+#if !WEFT_VECTORIZE
+#define WEFT_ABI_ISA scalar
+#elif defined(__AVX512BW__) && defined(__AVX512DQ__)
+#define WEFT_ABI_ISA avx512bw
+#elif defined(__AVX512F__)
+#define WEFT_ABI_ISA avx512f
+#elif defined(__AVX2__) && defined(__FMA__)
+#define WEFT_ABI_ISA fma3_avx2
+#elif defined(__AVX2__)
+#define WEFT_ABI_ISA avx2
+#elif defined(__AVX__) && defined(__FMA__)
+#define WEFT_ABI_ISA fma3_avx
+#elif defined(__AVX__)
+#define WEFT_ABI_ISA avx
+#elif defined(__SSE4_2__)
+#define WEFT_ABI_ISA sse4_2
+#elif defined(__SSE4_1__)
+#define WEFT_ABI_ISA sse4_1
+#elif defined(__SSSE3__)
+#define WEFT_ABI_ISA ssse3
+#elif defined(__SSE3__)
+#define WEFT_ABI_ISA sse3
+#elif defined(__SSE2__) || defined(_M_X64)
+#define WEFT_ABI_ISA sse2
+#elif defined(__ARM_FEATURE_SVE)
+#define WEFT_ABI_ISA sve
+#elif defined(__aarch64__) || defined(_M_ARM64)
+#define WEFT_ABI_ISA neon64
+#elif defined(__ARM_NEON)
+#define WEFT_ABI_ISA neon
+#else
+#define WEFT_ABI_ISA generic
+#endif
+#define WEFT_ABI_NAME_(major, minor, patch, isa) abi_v##major##_##minor##_##patch##_##isa
+#define WEFT_ABI_NAME(major, minor, patch, isa) WEFT_ABI_NAME_(major, minor, patch, isa)
+#define WEFT_ABI_NAMESPACE WEFT_ABI_NAME(WEFT_VERSION_MAJOR, WEFT_VERSION_MINOR, WEFT_VERSION_PATCH, WEFT_ABI_ISA)
+// Every weft header opens and closes its namespace with these two.
+#define WEFT_NAMESPACE_BEGIN \
+  namespace weft {           \
+  inline namespace WEFT_ABI_NAMESPACE {
+#define WEFT_NAMESPACE_END \
+  }                        \
+  }
+
 // WEFT_USE_OPENMP (default: 1 when the compiler runs with OpenMP (_OPENMP), else 0)
 //   parallel_for spreads work over OpenMP threads. The CMake target sets it from
 //   WEFT_WITH_OPENMP. With 0, every loop runs on the calling thread.

@@ -13,7 +13,7 @@
 
 #include "weft/core/shape.hpp"
 
-namespace weft {
+WEFT_NAMESPACE_BEGIN
 
 /// a * b for sizes a, b >= 0; ValueError naming `func` when one is negative or a * b overflows.
 inline index_t checked_mul(index_t a, index_t b, const char* func) {
@@ -39,4 +39,4 @@ bool positive_in(double x) {
   return std::isnormal(t) && t > T(0) && std::isfinite(inv);
 }
 
-}  // namespace weft
+WEFT_NAMESPACE_END

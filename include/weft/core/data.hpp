@@ -17,7 +17,7 @@
 #include "weft/core/io/csv.hpp"
 #include "weft/core/tensor.hpp"
 
-namespace weft {
+WEFT_NAMESPACE_BEGIN
 
 /// Features x (row i is sample i) and class labels y (y.size() == x.dim(0)).
 template <class T>
@@ -130,4 +130,4 @@ std::pair<Dataset<T>, Dataset<T>> split_mod(const Dataset<T>& d, index_t k, inde
   return {subset(d, train), subset(d, test)};
 }
 
-}  // namespace weft
+WEFT_NAMESPACE_END

@@ -23,7 +23,7 @@
 
 #include "weft/config.hpp"
 
-namespace weft {
+WEFT_NAMESPACE_BEGIN
 
 enum class ErrorKind { generic, shape, value, config, io };
 
@@ -122,7 +122,7 @@ template <class... Parts>
 }
 
 }  // namespace detail
-}  // namespace weft
+WEFT_NAMESPACE_END
 
 /// WEFT_CHECK(cond, kind, func, parts...): if !cond, raise kind ("shape", "value", "config",
 /// "io") with the message "weft::func: parts...". The parts are streamed with operator<<.

@@ -21,7 +21,7 @@
 #include <omp.h>
 #endif
 
-namespace weft {
+WEFT_NAMESPACE_BEGIN
 
 /// Number of threads parallel_for uses (1 without OpenMP).
 inline int num_threads() noexcept {
@@ -73,4 +73,4 @@ void parallel_for(index_t begin, index_t end, F&& body) {
   parallel_for(begin, end, std::max<index_t>(WEFT_PARALLEL_GRAIN, 64), std::forward<F>(body));
 }
 
-}  // namespace weft
+WEFT_NAMESPACE_END

@@ -16,7 +16,7 @@
 
 #include "weft/core/tensor.hpp"
 
-namespace weft {
+WEFT_NAMESPACE_BEGIN
 
 class Rng {
  public:
@@ -183,4 +183,4 @@ void xavier_normal(Tensor<T>& t, Rng& rng, double gain = 1.0) {
 }
 
 }  // namespace init
-}  // namespace weft
+WEFT_NAMESPACE_END

@@ -11,7 +11,7 @@
 
 #include "weft/core/error.hpp"
 
-namespace weft {
+WEFT_NAMESPACE_BEGIN
 
 /// Signed index type used for extents and element offsets (same as Eigen::Index).
 using index_t = std::ptrdiff_t;
@@ -124,4 +124,4 @@ class Shape {
   int rank_ = 0;
 };
 
-}  // namespace weft
+WEFT_NAMESPACE_END

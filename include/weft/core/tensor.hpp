@@ -31,7 +31,7 @@
 #include "weft/core/error.hpp"
 #include "weft/core/shape.hpp"
 
-namespace weft {
+WEFT_NAMESPACE_BEGIN
 
 template <class T>
 struct is_complex : std::false_type {};
@@ -426,4 +426,4 @@ std::ostream& operator<<(std::ostream& os, const Tensor<T>& t) {
   return os << ']';
 }
 
-}  // namespace weft
+WEFT_NAMESPACE_END

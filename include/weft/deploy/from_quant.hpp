@@ -23,7 +23,8 @@
 #include "weft/deploy/packed.hpp"
 #include "weft/quant/quantizer.hpp"
 
-namespace weft::deploy {
+WEFT_NAMESPACE_BEGIN
+namespace deploy {
 
 /// Packs exported codes losslessly (see the file comment); raises ConfigError when qw.bits is
 /// not Bits or a packed group would need two steps, ShapeError unless qw is a matrix, and
@@ -61,4 +62,5 @@ PackedWeights<Bits, GroupSize> pack(const quant::QuantizedWeights<float>& qw) {
   return pack_codes<Bits, GroupSize>(rows, cols, qw.codes.data(), steps.data(), qw.offset, code_min, code_scale);
 }
 
-}  // namespace weft::deploy
+}  // namespace deploy
+WEFT_NAMESPACE_END

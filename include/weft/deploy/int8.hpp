@@ -25,7 +25,8 @@
 #include "weft/deploy/kernels.hpp"
 #include "weft/deploy/packed.hpp"
 
-namespace weft::deploy {
+WEFT_NAMESPACE_BEGIN
+namespace deploy {
 
 namespace detail {
 
@@ -256,4 +257,5 @@ void gemm_int8_reference(const PackedView<Bits, GroupSize>& w, const float* x, i
   });
 }
 
-}  // namespace weft::deploy
+}  // namespace deploy
+WEFT_NAMESPACE_END

@@ -42,7 +42,8 @@
 #include "weft/core/simd/simd.hpp"
 #include "weft/deploy/packed.hpp"
 
-namespace weft::deploy {
+WEFT_NAMESPACE_BEGIN
+namespace deploy {
 
 namespace detail {
 
@@ -259,4 +260,5 @@ void gemm(const PackedView<Bits, GroupSize>& w, const float* x, index_t batch, f
   detail::gemm_reference_body(w, x, batch, y, bias, scratch);
 }
 
-}  // namespace weft::deploy
+}  // namespace deploy
+WEFT_NAMESPACE_END

@@ -12,7 +12,8 @@
 #include "weft/deploy/kernels.hpp"
 #include "weft/deploy/packed.hpp"
 
-namespace weft::deploy {
+WEFT_NAMESPACE_BEGIN
+namespace deploy {
 
 namespace detail {
 
@@ -52,4 +53,5 @@ Tensor<float> linear_int8(const PackedView<Bits, GroupSize>& w, const Tensor<flo
   return y;
 }
 
-}  // namespace weft::deploy
+}  // namespace deploy
+WEFT_NAMESPACE_END

@@ -40,7 +40,8 @@
 #include "weft/deploy/kernels.hpp"
 #include "weft/deploy/packed.hpp"
 
-namespace weft::deploy {
+WEFT_NAMESPACE_BEGIN
+namespace deploy {
 
 /// A non-owning view of `size` contiguous elements (C++17 has no std::span). Converts from
 /// a pointer and a size, a C array, or any container with data() and size() (std::vector).
@@ -228,4 +229,5 @@ class Model {
   index_t in_ = 0, out_ = 0, widest_ = 0;
 };
 
-}  // namespace weft::deploy
+}  // namespace deploy
+WEFT_NAMESPACE_END

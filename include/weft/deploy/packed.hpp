@@ -34,7 +34,8 @@
 #include "weft/core/error.hpp"
 #include "weft/core/shape.hpp"
 
-namespace weft::deploy {
+WEFT_NAMESPACE_BEGIN
+namespace deploy {
 
 /// The storage unit of packed codes: a 32-bit word, read little-endian.
 using word_t = std::uint32_t;
@@ -236,4 +237,5 @@ PackedWeights<Bits, GroupSize> pack_codes(index_t rows, index_t cols, const std:
   return p;
 }
 
-}  // namespace weft::deploy
+}  // namespace deploy
+WEFT_NAMESPACE_END

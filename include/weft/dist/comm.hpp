@@ -38,7 +38,8 @@
 
 #include "weft/core/error.hpp"
 
-namespace weft::dist {
+WEFT_NAMESPACE_BEGIN
+namespace dist {
 
 /// The MPI datatype of T (float, double, std::int64_t, std::uint64_t, int, char).
 template <class T>
@@ -181,4 +182,5 @@ int run(const Communicator& comm, F&& f) noexcept {
   }
 }
 
-}  // namespace weft::dist
+}  // namespace dist
+WEFT_NAMESPACE_END

@@ -58,7 +58,8 @@
 #include "weft/nn/module.hpp"
 #include "weft/nn/optim.hpp"
 
-namespace weft::dist {
+WEFT_NAMESPACE_BEGIN
+namespace dist {
 
 struct DataParallelOptions {
   /// Largest bucket of gradients reduced by one MPI call (bytes; DDP's default is 25 MiB).
@@ -298,4 +299,5 @@ class DataParallel {
   std::int64_t steps_ = 0;
 };
 
-}  // namespace weft::dist
+}  // namespace dist
+WEFT_NAMESPACE_END

@@ -23,7 +23,8 @@
 #include "weft/nn/module.hpp"
 #include "weft/prune/calibration.hpp"
 
-namespace weft::dist {
+WEFT_NAMESPACE_BEGIN
+namespace dist {
 
 /// t <- sum over ranks of t (same shape on every rank).
 template <class T>
@@ -73,4 +74,5 @@ double max_divergence(const Communicator& comm, nn::Module<T>& model) {
   return worst;
 }
 
-}  // namespace weft::dist
+}  // namespace dist
+WEFT_NAMESPACE_END

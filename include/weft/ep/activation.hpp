@@ -50,7 +50,8 @@
 #include "weft/core/error.hpp"
 #include "weft/core/ops/complex.hpp"
 
-namespace weft::ep {
+WEFT_NAMESPACE_BEGIN
+namespace ep {
 
 using ops::split_complex;
 
@@ -445,4 +446,5 @@ T phi_derivative(const Activation& a, T u) {
   return d;
 }
 
-}  // namespace weft::ep
+}  // namespace ep
+WEFT_NAMESPACE_END

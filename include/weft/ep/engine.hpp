@@ -35,7 +35,8 @@
 #include "weft/ep/net.hpp"
 #include "weft/ep/targets.hpp"
 
-namespace weft::ep {
+WEFT_NAMESPACE_BEGIN
+namespace ep {
 
 struct RelaxOptions {
   double gamma = 1.0;       ///< damping: u <- u + gamma F (the paper: 1; spec tests: 0.5 or 1)
@@ -369,4 +370,5 @@ class Block {
 };
 
 }  // namespace detail
-}  // namespace weft::ep
+}  // namespace ep
+WEFT_NAMESPACE_END

@@ -25,7 +25,8 @@
 
 #include "weft/ep/relax.hpp"
 
-namespace weft::ep {
+WEFT_NAMESPACE_BEGIN
+namespace ep {
 
 /// Nudged-phase defaults: T2 = 20 updates, gamma 1 (the paper's MLP setting).
 inline RelaxOptions nudged_defaults() {
@@ -246,4 +247,5 @@ OnlineEstimate<Real> online_hep(const DenseNet<Real>& net, const Tensor<Real>& X
   return out;
 }
 
-}  // namespace weft::ep
+}  // namespace ep
+WEFT_NAMESPACE_END

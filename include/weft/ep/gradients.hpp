@@ -17,7 +17,8 @@
 #include "weft/core/ops/matmul.hpp"
 #include "weft/ep/targets.hpp"
 
-namespace weft::ep {
+WEFT_NAMESPACE_BEGIN
+namespace ep {
 
 /// The readout at a state: mean loss, accuracy, and per sample G = dl/dr_K (batch x s_K) and
 /// the output error p - t (batch x C; r_K - t for mse), t the one-hot label or the real target.
@@ -181,4 +182,5 @@ double gradient_cosine(const std::vector<Tensor<Real>>& a, const std::vector<Ten
   return aa > 0 && bb > 0 ? ab / std::sqrt(aa * bb) : 0.0;
 }
 
-}  // namespace weft::ep
+}  // namespace ep
+WEFT_NAMESPACE_END

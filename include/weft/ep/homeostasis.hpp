@@ -25,7 +25,8 @@
 #include "weft/core/rng.hpp"
 #include "weft/ep/net.hpp"
 
-namespace weft::ep {
+WEFT_NAMESPACE_BEGIN
+namespace ep {
 
 template <class Real>
 struct HomeostasisGradient {
@@ -181,4 +182,5 @@ double add_expected_homeostasis_gradient(DenseNet<Real>& net, double lambda) {
   return g.loss;
 }
 
-}  // namespace weft::ep
+}  // namespace ep
+WEFT_NAMESPACE_END

@@ -17,7 +17,8 @@
 #include "weft/core/simd/simd.hpp"
 #include "weft/core/tensor.hpp"
 
-namespace weft::ep::detail {
+WEFT_NAMESPACE_BEGIN
+namespace ep::detail {
 
 template <class T>
 struct RowResidual {
@@ -132,4 +133,5 @@ void softmax_row(T* z, index_t C) {
   for (index_t j = 0; j < C; ++j) z[j] *= inv;
 }
 
-}  // namespace weft::ep::detail
+}  // namespace ep::detail
+WEFT_NAMESPACE_END

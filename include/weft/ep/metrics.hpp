@@ -18,7 +18,8 @@
 
 #include "weft/ep/net.hpp"
 
-namespace weft::ep {
+WEFT_NAMESPACE_BEGIN
+namespace ep {
 
 /// Mean over samples of cos(a_l[b], b_l[b]) for each layer l (a sample where either vector is
 /// zero counts as cosine 0).
@@ -99,4 +100,5 @@ double weight_angle_deg(const DenseNet<Real>& net) {
   return 2.0 * std::atan2(std::sqrt(diff), std::sqrt(sum)) * 180.0 / 3.14159265358979323846;
 }
 
-}  // namespace weft::ep
+}  // namespace ep
+WEFT_NAMESPACE_END

@@ -29,7 +29,8 @@
 #include "weft/core/rng.hpp"
 #include "weft/ep/activation.hpp"
 
-namespace weft::ep {
+WEFT_NAMESPACE_BEGIN
+namespace ep {
 
 /// How the loss is read out from the output layer r_K.
 enum class Readout {
@@ -225,4 +226,5 @@ DenseNet<Real> make_dense_net(const std::vector<index_t>& sizes, Rng& rng, const
   return net;
 }
 
-}  // namespace weft::ep
+}  // namespace ep
+WEFT_NAMESPACE_END

@@ -19,7 +19,8 @@
 
 #include <Eigen/LU>
 
-namespace weft::ep {
+WEFT_NAMESPACE_BEGIN
+namespace ep {
 
 enum class RbpMethod { iterative, dense };
 
@@ -200,4 +201,5 @@ RbpResult<Real> rbp_error(const DenseNet<Real>& net, const Tensor<Real>& X, cons
   return res;
 }
 
-}  // namespace weft::ep
+}  // namespace ep
+WEFT_NAMESPACE_END

@@ -15,7 +15,8 @@
 
 #include "weft/ep/estimators.hpp"
 
-namespace weft::ep::reference {
+WEFT_NAMESPACE_BEGIN
+namespace ep::reference {
 
 template <class Real>
 using CVector = Eigen::Matrix<std::complex<Real>, Eigen::Dynamic, 1>;
@@ -171,4 +172,5 @@ State<Real> hep_error(const DenseNet<Real>& net, const Tensor<Real>& X, const Ta
   return e;
 }
 
-}  // namespace weft::ep::reference
+}  // namespace ep::reference
+WEFT_NAMESPACE_END

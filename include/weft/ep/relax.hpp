@@ -16,7 +16,8 @@
 
 #include "weft/ep/engine.hpp"
 
-namespace weft::ep {
+WEFT_NAMESPACE_BEGIN
+namespace ep {
 
 namespace detail {
 
@@ -195,4 +196,5 @@ RelaxReport relax(const DenseNet<Real>& net, const Tensor<Real>& X, const Target
   return set.report(o.tol);
 }
 
-}  // namespace weft::ep
+}  // namespace ep
+WEFT_NAMESPACE_END

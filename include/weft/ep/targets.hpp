@@ -21,7 +21,8 @@
 
 #include "weft/ep/net.hpp"
 
-namespace weft::ep {
+WEFT_NAMESPACE_BEGIN
+namespace ep {
 
 template <class Real>
 class Targets {
@@ -101,4 +102,5 @@ void check_batch(const DenseNet<Real>& net, const Tensor<Real>& X, const Targets
 }
 
 }  // namespace detail
-}  // namespace weft::ep
+}  // namespace ep
+WEFT_NAMESPACE_END

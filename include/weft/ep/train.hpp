@@ -29,7 +29,8 @@
 #include "weft/nn/optim.hpp"
 #include "weft/nn/schedule.hpp"
 
-namespace weft::ep {
+WEFT_NAMESPACE_BEGIN
+namespace ep {
 
 enum class Estimator { hep, rbp, online };
 
@@ -205,4 +206,5 @@ void fit(DenseNet<Real>& net, const Tensor<Real>& X, const TargetsArg<Real>& y, 
   }
 }
 
-}  // namespace weft::ep
+}  // namespace ep
+WEFT_NAMESPACE_END

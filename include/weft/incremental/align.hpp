@@ -27,7 +27,8 @@
 #include "weft/incremental/head.hpp"
 #include "weft/nn/optim.hpp"
 
-namespace weft::incremental {
+WEFT_NAMESPACE_BEGIN
+namespace incremental {
 
 /// W <- max(W, 0) element-wise.
 template <class T>
@@ -144,4 +145,5 @@ AlignResult weight_align(ExpandableHead<T>& head, index_t old_classes, const Ali
   return weight_align(head.weight.value(), old_classes, o);
 }
 
-}  // namespace weft::incremental
+}  // namespace incremental
+WEFT_NAMESPACE_END

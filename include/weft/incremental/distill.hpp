@@ -23,7 +23,8 @@
 #include "weft/core/checked.hpp"
 #include "weft/core/ops/softmax.hpp"
 
-namespace weft::incremental {
+WEFT_NAMESPACE_BEGIN
+namespace incremental {
 
 struct DistillOptions {
   double temperature = 2.0;     ///< T of the softened distributions (> 0)
@@ -97,4 +98,5 @@ Var<T> wa_loss(const Var<T>& logits, const std::vector<int>& labels, const Var<T
   return ce * T(1.0 - lambda) + kd * T(lambda);
 }
 
-}  // namespace weft::incremental
+}  // namespace incremental
+WEFT_NAMESPACE_END

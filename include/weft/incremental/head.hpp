@@ -23,7 +23,8 @@
 #include "weft/core/rng.hpp"
 #include "weft/nn/module.hpp"
 
-namespace weft::incremental {
+WEFT_NAMESPACE_BEGIN
+namespace incremental {
 
 struct HeadOptions {
   bool bias = false;         ///< one bias per class (PyCIL); the official WA code has none
@@ -117,4 +118,5 @@ class ExpandableHead : public nn::Module<T> {
   HeadOptions o_;
 };
 
-}  // namespace weft::incremental
+}  // namespace incremental
+WEFT_NAMESPACE_END

@@ -47,7 +47,8 @@
 #include "weft/nn/optim.hpp"
 #include "weft/nn/trainer.hpp"
 
-namespace weft::incremental {
+WEFT_NAMESPACE_BEGIN
+namespace incremental {
 
 /// The spec's small-scale protocol: lr 0.05, momentum 0.9, weight decay 5e-4.
 inline nn::SGDOptions default_sgd() {
@@ -430,4 +431,5 @@ auto make_learner(F make_model, const IncrementalOptions& o = {}) {
   return ClassIncrementalLearner<T, Model>(std::move(make_model), o);
 }
 
-}  // namespace weft::incremental
+}  // namespace incremental
+WEFT_NAMESPACE_END

@@ -29,7 +29,8 @@
 #include "weft/core/rng.hpp"
 #include "weft/core/tensor.hpp"
 
-namespace weft::incremental {
+WEFT_NAMESPACE_BEGIN
+namespace incremental {
 
 enum class HerdingVariant {
   argmin,  ///< iCaRL as in PyCIL: argmin ||mu - (S + phi_i)/k||, no repeats (default)
@@ -283,4 +284,5 @@ class ExemplarMemory {
   std::vector<int> order_;
 };
 
-}  // namespace weft::incremental
+}  // namespace incremental
+WEFT_NAMESPACE_END

@@ -24,7 +24,8 @@
 #include "weft/incremental/head.hpp"
 #include "weft/nn/linear.hpp"
 
-namespace weft::incremental {
+WEFT_NAMESPACE_BEGIN
+namespace incremental {
 
 /// Linear layers of the given sizes with a ReLU after every one (so the features are >= 0).
 /// sizes = {64, 64} is one layer 64 -> 64. Weights ~ N(0, 2 / fan_in) (He), biases 0.
@@ -101,4 +102,5 @@ IncrementalNet<T, ReluFeatures<T>> make_relu_net(const std::vector<index_t>& siz
   return IncrementalNet<T, ReluFeatures<T>>(std::move(b), d, o);
 }
 
-}  // namespace weft::incremental
+}  // namespace incremental
+WEFT_NAMESPACE_END

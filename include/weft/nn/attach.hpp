@@ -34,7 +34,8 @@
 #include "weft/core/autograd/parameter.hpp"
 #include "weft/core/autograd/tape.hpp"
 
-namespace weft::nn {
+WEFT_NAMESPACE_BEGIN
+namespace nn {
 
 /// Where a weight transform sits in a layer's chain (nn::Linear::add_transform keeps the chain
 /// sorted by stage, stable within a stage).
@@ -149,4 +150,5 @@ class OutputAdapter : public Attachable {
 template <class T>
 using ForwardHook = std::function<void(const Tensor<T>& input, const Tensor<T>& output)>;
 
-}  // namespace weft::nn
+}  // namespace nn
+WEFT_NAMESPACE_END

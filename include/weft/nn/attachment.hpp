@@ -40,7 +40,8 @@
 #include "weft/core/error.hpp"
 #include "weft/nn/linear.hpp"
 
-namespace weft::nn {
+WEFT_NAMESPACE_BEGIN
+namespace nn {
 
 namespace detail {
 /// FNV-1a over the bytes of a tensor and its shape: a cheap check that a weight is unchanged.
@@ -364,4 +365,5 @@ class Attachments {
   std::vector<Attachment<T>> items_;
 };
 
-}  // namespace weft::nn
+}  // namespace nn
+WEFT_NAMESPACE_END

@@ -22,7 +22,8 @@
 #include "weft/nn/layers.hpp"
 #include "weft/nn/linear.hpp"
 
-namespace weft::nn {
+WEFT_NAMESPACE_BEGIN
+namespace nn {
 
 /// softmax(Q K^T / sqrt(d)) V per head. q, k, v: (B, N, H * d); result (B, N, H * d).
 template <class T>
@@ -111,4 +112,5 @@ class TransformerBlock : public Module<T> {
   }
 };
 
-}  // namespace weft::nn
+}  // namespace nn
+WEFT_NAMESPACE_END

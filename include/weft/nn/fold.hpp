@@ -35,7 +35,8 @@
 #include "weft/nn/linear.hpp"
 #include "weft/nn/select.hpp"
 
-namespace weft::nn {
+WEFT_NAMESPACE_BEGIN
+namespace nn {
 
 struct FoldOptions {
   bool adapters_only = false;  ///< fold adapters only; quantisers, masks and companders stay
@@ -196,4 +197,5 @@ FoldReport fold(Module<T>& model, const SelectorArg<T>& select = {}, const FoldO
   return rep;
 }
 
-}  // namespace weft::nn
+}  // namespace nn
+WEFT_NAMESPACE_END

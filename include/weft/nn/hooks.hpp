@@ -22,7 +22,10 @@
 #include <utility>
 #include <vector>
 
-namespace weft::nn {
+#include "weft/config.hpp"
+
+WEFT_NAMESPACE_BEGIN
+namespace nn {
 
 namespace detail {
 /// The part of a hook list a handle can reach: removal by id.
@@ -187,4 +190,5 @@ class HookList {
   std::shared_ptr<Registry> reg_;
 };
 
-}  // namespace weft::nn
+}  // namespace nn
+WEFT_NAMESPACE_END

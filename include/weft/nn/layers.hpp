@@ -9,7 +9,8 @@
 #include "weft/core/autograd/functions/unary.hpp"
 #include "weft/nn/linear.hpp"
 
-namespace weft::nn {
+WEFT_NAMESPACE_BEGIN
+namespace nn {
 
 enum class Activation { relu, gelu, tanh, sigmoid, identity };
 
@@ -86,4 +87,5 @@ class MLP : public Module<T> {
   }
 };
 
-}  // namespace weft::nn
+}  // namespace nn
+WEFT_NAMESPACE_END

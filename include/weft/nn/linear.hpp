@@ -31,7 +31,8 @@
 #include "weft/nn/hooks.hpp"
 #include "weft/nn/module.hpp"
 
-namespace weft::nn {
+WEFT_NAMESPACE_BEGIN
+namespace nn {
 
 template <class T>
 class Linear : public Module<T> {
@@ -302,4 +303,5 @@ std::vector<std::pair<std::string, Linear<T>*>> find_linears(Module<T>& model) {
   return std::move(w.out);
 }
 
-}  // namespace weft::nn
+}  // namespace nn
+WEFT_NAMESPACE_END

@@ -19,7 +19,8 @@
 #include "weft/core/autograd/parameter.hpp"
 #include "weft/core/autograd/tape.hpp"
 
-namespace weft::nn {
+WEFT_NAMESPACE_BEGIN
+namespace nn {
 
 template <class T>
 class Module;
@@ -124,4 +125,5 @@ void copy_parameters(Module<T>& src, Module<T>& dst) {
   for (std::size_t i = 0; i < s.size(); ++i) d[i].second.value().copy_from(s[i].second.value());
 }
 
-}  // namespace weft::nn
+}  // namespace nn
+WEFT_NAMESPACE_END

@@ -29,7 +29,8 @@
 #include "weft/core/ops/optim.hpp"
 #include "weft/nn/hooks.hpp"
 
-namespace weft::nn {
+WEFT_NAMESPACE_BEGIN
+namespace nn {
 
 template <class T>
 struct ParamGroup {
@@ -302,4 +303,5 @@ double clip_grad_norm(const std::vector<Parameter<T>>& params, double max_norm) 
   return norm;
 }
 
-}  // namespace weft::nn
+}  // namespace nn
+WEFT_NAMESPACE_END

@@ -10,7 +10,8 @@
 
 #include "weft/core/error.hpp"
 
-namespace weft::nn {
+WEFT_NAMESPACE_BEGIN
+namespace nn {
 
 using Schedule = std::function<double(std::int64_t step)>;
 
@@ -58,4 +59,5 @@ inline Schedule one_cycle_schedule(std::int64_t total, double pct_start = 0.3, d
   };
 }
 
-}  // namespace weft::nn
+}  // namespace nn
+WEFT_NAMESPACE_END

@@ -33,7 +33,8 @@
 #include "weft/nn/linear.hpp"
 #include "weft/nn/module.hpp"
 
-namespace weft::nn {
+WEFT_NAMESPACE_BEGIN
+namespace nn {
 
 /// A layer chosen by a selector: its dotted name and the layer.
 template <class T>
@@ -166,4 +167,5 @@ std::vector<NamedLinearRef<T>> select_linears(Module<T>& model, const SelectorAr
   return sel.resolve(model, fn);
 }
 
-}  // namespace weft::nn
+}  // namespace nn
+WEFT_NAMESPACE_END

@@ -34,7 +34,8 @@
 #include "weft/core/io/safetensors.hpp"
 #include "weft/nn/module.hpp"
 
-namespace weft::nn {
+WEFT_NAMESPACE_BEGIN
+namespace nn {
 
 /// Options of save_state_dict.
 struct SaveStateDictOptions {
@@ -153,4 +154,5 @@ StateDictReport load_state_dict(Module<T>& module, const std::string& path, cons
   return load_state_dict(module, load_safetensors(path), options);
 }
 
-}  // namespace weft::nn
+}  // namespace nn
+WEFT_NAMESPACE_END

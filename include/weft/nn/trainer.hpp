@@ -38,7 +38,8 @@
 #include "weft/nn/optim.hpp"
 #include "weft/nn/schedule.hpp"
 
-namespace weft::nn {
+WEFT_NAMESPACE_BEGIN
+namespace nn {
 
 /// A constant holding the given rows of x (leading axis), copied into the tape's arena.
 template <class T>
@@ -312,4 +313,5 @@ class Trainer {
   std::vector<std::function<void(EpochInfo&)>> epoch_cbs_;
 };
 
-}  // namespace weft::nn
+}  // namespace nn
+WEFT_NAMESPACE_END

@@ -17,7 +17,8 @@
 #include "weft/core/autograd/functions/shape.hpp"
 #include "weft/nn/attention.hpp"
 
-namespace weft::nn {
+WEFT_NAMESPACE_BEGIN
+namespace nn {
 
 struct ViTConfig {
   index_t image_size = 8;
@@ -110,4 +111,5 @@ class TinyViT : public Module<T> {
   ViTConfig cfg_;
 };
 
-}  // namespace weft::nn
+}  // namespace nn
+WEFT_NAMESPACE_END

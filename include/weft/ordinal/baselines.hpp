@@ -32,7 +32,8 @@
 #include "weft/ordinal/likelihood.hpp"
 #include "weft/ordinal/model.hpp"
 
-namespace weft::ordinal {
+WEFT_NAMESPACE_BEGIN
+namespace ordinal {
 
 /// Options of the baseline fits.
 struct BaselineOptions {
@@ -349,4 +350,5 @@ BaselineFit<T> fit_logistic(const Tensor<T>& x, const std::vector<int>& y, const
   return out;
 }
 
-}  // namespace weft::ordinal
+}  // namespace ordinal
+WEFT_NAMESPACE_END

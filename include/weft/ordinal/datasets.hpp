@@ -18,7 +18,8 @@
 #include "weft/core/data.hpp"
 #include "weft/core/io/csv.hpp"
 
-namespace weft::ordinal {
+WEFT_NAMESPACE_BEGIN
+namespace ordinal {
 
 /// An ordinal table: features, classes 0..K-1, optional frequency weights and names.
 template <class T>
@@ -105,4 +106,5 @@ OrdinalTable<T> load_diabetes_ordinal(const std::string& features = data_path("d
   return t;
 }
 
-}  // namespace weft::ordinal
+}  // namespace ordinal
+WEFT_NAMESPACE_END

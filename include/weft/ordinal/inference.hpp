@@ -35,7 +35,8 @@
 
 #include "weft/ordinal/likelihood.hpp"
 
-namespace weft::ordinal {
+WEFT_NAMESPACE_BEGIN
+namespace ordinal {
 
 /// What the Wald inference of a fit could deliver.
 enum class InferenceStatus {
@@ -142,4 +143,5 @@ Inference<T> wald_inference(const Problem<T>& P, const Mat<double>& H, const Vec
 }
 
 }  // namespace detail
-}  // namespace weft::ordinal
+}  // namespace ordinal
+WEFT_NAMESPACE_END

@@ -22,7 +22,8 @@
 #include "weft/core/simd/simd.hpp"
 #include "weft/core/tensor.hpp"
 
-namespace weft::ordinal::detail {
+WEFT_NAMESPACE_BEGIN
+namespace ordinal::detail {
 
 /// Outputs of boundary_terms, one entry per row; the three Hessian pointers may all be null.
 template <class T>
@@ -115,4 +116,5 @@ void boundary_terms(const T* a, const T* b, index_t n, const BoundaryTerms<T>& o
   });
 }
 
-}  // namespace weft::ordinal::detail
+}  // namespace ordinal::detail
+WEFT_NAMESPACE_END

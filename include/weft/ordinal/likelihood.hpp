@@ -29,7 +29,8 @@
 #include "weft/core/ops/matmul.hpp"
 #include "weft/ordinal/kernels.hpp"
 
-namespace weft::ordinal {
+WEFT_NAMESPACE_BEGIN
+namespace ordinal {
 
 namespace detail {
 
@@ -317,4 +318,5 @@ Var<T> cumulative_nll(const Var<T>& alpha, const Var<T>& psi, const Tensor<T>& x
   });
 }
 
-}  // namespace weft::ordinal
+}  // namespace ordinal
+WEFT_NAMESPACE_END

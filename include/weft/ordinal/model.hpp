@@ -22,7 +22,8 @@
 #include "weft/core/ops/matmul.hpp"
 #include "weft/core/tensor.hpp"
 
-namespace weft::ordinal {
+WEFT_NAMESPACE_BEGIN
+namespace ordinal {
 
 /// A fitted cumulative-logit model: K-1 intercepts and a p x (K-1) weight matrix (column k is
 /// beta_k), on the original scale of the features.
@@ -196,4 +197,5 @@ double binned_calibration_mse(const Tensor<T>& predicted, const std::vector<int>
   return total / double(n);
 }
 
-}  // namespace weft::ordinal
+}  // namespace ordinal
+WEFT_NAMESPACE_END

@@ -32,7 +32,8 @@
 #include "weft/ordinal/model.hpp"
 #include "weft/ordinal/solver.hpp"
 
-namespace weft::ordinal {
+WEFT_NAMESPACE_BEGIN
+namespace ordinal {
 
 /// Options of PRESTO fits, paths and cross-validation; defaults as in the paper's code.
 struct PrestoOptions {
@@ -366,4 +367,5 @@ PrestoCv<T> presto(const Tensor<T>& x, const std::vector<int>& y, const PrestoOp
   return cv;
 }
 
-}  // namespace weft::ordinal
+}  // namespace ordinal
+WEFT_NAMESPACE_END

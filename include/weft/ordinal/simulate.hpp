@@ -18,7 +18,8 @@
 #include "weft/core/rng.hpp"
 #include "weft/ordinal/model.hpp"
 
-namespace weft::ordinal {
+WEFT_NAMESPACE_BEGIN
+namespace ordinal {
 
 /// Parameters of the simulated designs (defaults: the P7 setting, sparse, alpha = (0, 3.5, 5.5)).
 struct SimulationOptions {
@@ -102,4 +103,5 @@ SimulatedData<T> simulate(const SimulationOptions& o, Rng& rng) {
                "100 draws of beta (10 draws of x and y each)");
 }
 
-}  // namespace weft::ordinal
+}  // namespace ordinal
+WEFT_NAMESPACE_END

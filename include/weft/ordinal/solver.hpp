@@ -39,7 +39,8 @@
 #include "weft/core/ops/prox.hpp"
 #include "weft/ordinal/likelihood.hpp"
 
-namespace weft::ordinal {
+WEFT_NAMESPACE_BEGIN
+namespace ordinal {
 
 /// Which minimiser fits the penalised model.
 enum class Solver { newton, fista };
@@ -439,4 +440,5 @@ SolveResult solve(const Problem<T>& P, const Penalty& pen, Vec<T>& theta, Worksp
 }
 
 }  // namespace detail
-}  // namespace weft::ordinal
+}  // namespace ordinal
+WEFT_NAMESPACE_END

@@ -26,7 +26,8 @@
 #include "weft/core/autograd/parameter.hpp"
 #include "weft/core/tensor.hpp"
 
-namespace weft::peft {
+WEFT_NAMESPACE_BEGIN
+namespace peft {
 
 template <class T>
 class Adapter;
@@ -126,4 +127,5 @@ class Adapter {
   bool training_ = true;
 };
 
-}  // namespace weft::peft
+}  // namespace peft
+WEFT_NAMESPACE_END

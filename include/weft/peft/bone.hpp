@@ -43,7 +43,8 @@
 #include "weft/peft/adapter.hpp"
 #include "weft/peft/ops.hpp"
 
-namespace weft::peft {
+WEFT_NAMESPACE_BEGIN
+namespace peft {
 
 struct BoneOptions {
   index_t r = 64;
@@ -246,4 +247,5 @@ class BoneAffine : public nn::WeightTransform<T>, public Adapter<T> {
   Parameter<T> B_;
 };
 
-}  // namespace weft::peft
+}  // namespace peft
+WEFT_NAMESPACE_END

@@ -20,7 +20,8 @@
 #include "weft/core/error.hpp"
 #include "weft/core/shape.hpp"
 
-namespace weft::peft {
+WEFT_NAMESPACE_BEGIN
+namespace peft {
 
 /// The shape of one adapted layer (W is (out, in)).
 struct LayerShape {
@@ -150,4 +151,5 @@ inline index_t equal_budget_rank(const std::vector<LayerShape>& layers, Method f
   return best;
 }
 
-}  // namespace weft::peft
+}  // namespace peft
+WEFT_NAMESPACE_END

@@ -28,7 +28,8 @@
 #include <algorithm>
 #include <type_traits>
 
-namespace weft::peft {
+WEFT_NAMESPACE_BEGIN
+namespace peft {
 
 using MatrixXd = Eigen::MatrixXd;
 using VectorXd = Eigen::VectorXd;
@@ -129,4 +130,5 @@ QrFactors thin_qr(const Eigen::MatrixBase<Derived>& w) {
   return f;
 }
 
-}  // namespace weft::peft
+}  // namespace peft
+WEFT_NAMESPACE_END

@@ -26,7 +26,8 @@
 #include "weft/core/simd/simd.hpp"
 #include "weft/core/tensor.hpp"
 
-namespace weft::peft {
+WEFT_NAMESPACE_BEGIN
+namespace peft {
 
 namespace detail {
 /// Rows per parallel chunk so that a chunk touches about WEFT_PARALLEL_GRAIN elements.
@@ -250,4 +251,5 @@ void mask_mul_add(const T* g, const T* m, T* gx, index_t n) {
   });
 }
 
-}  // namespace weft::peft
+}  // namespace peft
+WEFT_NAMESPACE_END

@@ -37,7 +37,8 @@
 #include "weft/peft/decompose.hpp"
 #include "weft/peft/ops.hpp"
 
-namespace weft::peft {
+WEFT_NAMESPACE_BEGIN
+namespace peft {
 
 enum class LoraInit { kaiming, gaussian, random, pissa, olora };
 
@@ -237,4 +238,5 @@ class Lora : public nn::SidePath<T>, public Adapter<T> {
   Rng rng_;
 };
 
-}  // namespace weft::peft
+}  // namespace peft
+WEFT_NAMESPACE_END

@@ -35,7 +35,8 @@
 #include "weft/nn/fold.hpp"
 #include "weft/peft/model.hpp"
 
-namespace weft::peft {
+WEFT_NAMESPACE_BEGIN
+namespace peft {
 
 struct MergeOptions {
   bool safe = false;  ///< refuse merges that produce NaN or Inf (no weight changes)
@@ -220,4 +221,5 @@ index_t convert_to_lora(nn::Module<T>& model) {
   return n;
 }
 
-}  // namespace weft::peft
+}  // namespace peft
+WEFT_NAMESPACE_END

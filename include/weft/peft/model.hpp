@@ -32,7 +32,8 @@
 #include "weft/peft/bone.hpp"
 #include "weft/peft/lora.hpp"
 
-namespace weft::peft {
+WEFT_NAMESPACE_BEGIN
+namespace peft {
 
 using nn::find_linears;  // every Linear of a model with its dotted name (nn/linear.hpp)
 
@@ -263,4 +264,5 @@ std::vector<nn::ParamGroup<T>> loraplus_param_groups(nn::Module<T>& model, doubl
   return out;
 }
 
-}  // namespace weft::peft
+}  // namespace peft
+WEFT_NAMESPACE_END

@@ -25,7 +25,8 @@
 #include "weft/core/rng.hpp"
 #include "weft/peft/kernels.hpp"
 
-namespace weft::peft {
+WEFT_NAMESPACE_BEGIN
+namespace peft {
 
 namespace detail {
 template <class T>
@@ -128,4 +129,5 @@ Var<T> block_affine(const Var<T>& w, const Var<T>& b) {
   });
 }
 
-}  // namespace weft::peft
+}  // namespace peft
+WEFT_NAMESPACE_END

@@ -34,7 +34,8 @@
 #include "weft/nn/select.hpp"
 #include "weft/phm/layer.hpp"
 
-namespace weft::phm {
+WEFT_NAMESPACE_BEGIN
+namespace phm {
 
 enum class AdapterKind { compacter, compacter_plus_plus, phm_adapter, houlsby, pfeiffer };
 
@@ -259,4 +260,5 @@ void train_adapters_only(nn::Module<T>& model, const AdapterSet<T>& set, bool la
   model.visit(norms);
 }
 
-}  // namespace weft::phm
+}  // namespace phm
+WEFT_NAMESPACE_END

@@ -15,7 +15,8 @@
 #include "weft/core/checked.hpp"
 #include "weft/phm/adapter.hpp"
 
-namespace weft::phm {
+WEFT_NAMESPACE_BEGIN
+namespace phm {
 
 /// A Transformer described by its sizes only.
 struct ModelShape {
@@ -86,4 +87,5 @@ inline ParameterCount count_parameters(const ModelShape& model, const AdapterCon
   return r;
 }
 
-}  // namespace weft::phm
+}  // namespace phm
+WEFT_NAMESPACE_END

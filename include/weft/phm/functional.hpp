@@ -22,7 +22,8 @@
 #include "weft/core/autograd/tape.hpp"
 #include "weft/core/ops/kron_product.hpp"
 
-namespace weft::phm {
+WEFT_NAMESPACE_BEGIN
+namespace phm {
 
 namespace detail {
 
@@ -186,4 +187,5 @@ Var<T> lphm_product_dense(const Var<T>& x, const Var<T>& A, const Var<T>& s, con
   return detail::dense_apply(x, kron_sum(A, matmul(s, t)), b, m.rows);
 }
 
-}  // namespace weft::phm
+}  // namespace phm
+WEFT_NAMESPACE_END

@@ -36,7 +36,8 @@
 #include "weft/phm/path.hpp"
 #include "weft/phm/rule.hpp"
 
-namespace weft::phm {
+WEFT_NAMESPACE_BEGIN
+namespace phm {
 
 struct PhmOptions {
   index_t n = 4;                                        ///< PHM dimension ("phm_dim")
@@ -259,4 +260,5 @@ class PhmLinear : public nn::Module<T> {
   Path last_ = Path::automatic;
 };
 
-}  // namespace weft::phm
+}  // namespace phm
+WEFT_NAMESPACE_END

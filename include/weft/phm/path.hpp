@@ -21,7 +21,8 @@
 
 #include "weft/core/ops/kron_product.hpp"
 
-namespace weft::phm {
+WEFT_NAMESPACE_BEGIN
+namespace phm {
 
 enum class Path {
   automatic,     ///< the cheapest by the cost model (the default)
@@ -121,4 +122,5 @@ inline Path choose_path(const ops::KronDims& m, bool backward, bool cache_usable
   return best;
 }
 
-}  // namespace weft::phm
+}  // namespace phm
+WEFT_NAMESPACE_END

@@ -29,7 +29,8 @@
 #include "weft/core/autograd/tape.hpp"
 #include "weft/core/rng.hpp"
 
-namespace weft::phm {
+WEFT_NAMESPACE_BEGIN
+namespace phm {
 
 /// How a rule is drawn ("phm_c_init").
 enum class RuleInit { normal, uniform };
@@ -145,4 +146,5 @@ class PhmRule {
   }
 };
 
-}  // namespace weft::phm
+}  // namespace phm
+WEFT_NAMESPACE_END

@@ -37,7 +37,8 @@
 #include "weft/prune/kernels.hpp"
 #include "weft/prune/mask.hpp"
 
-namespace weft::prune {
+WEFT_NAMESPACE_BEGIN
+namespace prune {
 
 /// y = keep != 0 ? w : 0, with dL/dw = keep * dL/dy. keep is a 0/1 tensor of w's shape that
 /// must stay alive until the tape is reset.
@@ -247,4 +248,5 @@ SparsityReport sparsity_report(nn::Module<T>& model, const nn::SelectorArg<T>& s
   return sparsity_report(select.resolve(model, "prune::sparsity_report"));
 }
 
-}  // namespace weft::prune
+}  // namespace prune
+WEFT_NAMESPACE_END

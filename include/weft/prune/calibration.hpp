@@ -25,7 +25,8 @@
 #include "weft/nn/module.hpp"
 #include "weft/prune/hessian.hpp"
 
-namespace weft::prune {
+WEFT_NAMESPACE_BEGIN
+namespace prune {
 
 /// A named Linear of a model (the pointer stays valid as long as the model is not moved).
 template <class T>
@@ -100,4 +101,5 @@ class Calibration {
   std::vector<Entry> entries_;
 };
 
-}  // namespace weft::prune
+}  // namespace prune
+WEFT_NAMESPACE_END

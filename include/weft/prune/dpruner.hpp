@@ -38,7 +38,8 @@
 #include "weft/nn/trainer.hpp"
 #include "weft/prune/kernels.hpp"
 
-namespace weft::prune {
+WEFT_NAMESPACE_BEGIN
+namespace prune {
 
 enum class coupling { isotropic_fisher, paper_fisher, reference_code };
 
@@ -243,4 +244,5 @@ std::vector<Tensor<T>> dual_importance_pass(nn::Module<T>& model, const std::vec
   return dual.importances();
 }
 
-}  // namespace weft::prune
+}  // namespace prune
+WEFT_NAMESPACE_END

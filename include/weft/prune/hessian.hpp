@@ -34,7 +34,8 @@
 
 #include "weft/prune/kernels.hpp"
 
-namespace weft::prune {
+WEFT_NAMESPACE_BEGIN
+namespace prune {
 
 /// Running calibration statistics of one layer's inputs: S = sum X^T X (optional) and the
 /// column sums of squares, in double.
@@ -225,4 +226,5 @@ Tensor<T> obs_diag_importance(const Tensor<T>& w, const HessianStats<T>& stats, 
   return obs_diag_importance(w, stats.hessian(), percdamp);
 }
 
-}  // namespace weft::prune
+}  // namespace prune
+WEFT_NAMESPACE_END

@@ -21,7 +21,8 @@
 #include "weft/core/simd/simd.hpp"
 #include "weft/core/tensor.hpp"
 
-namespace weft::prune {
+WEFT_NAMESPACE_BEGIN
+namespace prune {
 
 /// The coupling kernels' forms (see dpruner.hpp for the couplings built on them).
 enum class coupling_form { scaled, cubic, square };
@@ -229,4 +230,5 @@ void masked_copy(const T* w, const T* keep, T* out, index_t n) {
 
 #undef WEFT_PRUNE_DISPATCH
 
-}  // namespace weft::prune
+}  // namespace prune
+WEFT_NAMESPACE_END

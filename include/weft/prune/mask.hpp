@@ -41,7 +41,8 @@
 #include "weft/core/tensor.hpp"
 #include "weft/prune/select.hpp"
 
-namespace weft::prune {
+WEFT_NAMESPACE_BEGIN
+namespace prune {
 
 enum class threshold_rule { exact_count, percentile_le, sorted_index_le };
 enum class mask_group { matrix, row, column_block, n_of_m };
@@ -345,4 +346,5 @@ MaskSelection select_mask_with_thresholds(const Tensor<T>& scores, const MaskOpt
   return select_mask_with_thresholds(scores.data(), scores.dim(0), scores.dim(1), o);
 }
 
-}  // namespace weft::prune
+}  // namespace prune
+WEFT_NAMESPACE_END

@@ -15,7 +15,8 @@
 
 #include "weft/prune/kernels.hpp"
 
-namespace weft::prune {
+WEFT_NAMESPACE_BEGIN
+namespace prune {
 
 namespace detail {
 template <class T>
@@ -97,4 +98,5 @@ Tensor<T> param_mix_scores(const Tensor<T>& w, const Tensor<T>& g, const Tensor<
   return s;
 }
 
-}  // namespace weft::prune
+}  // namespace prune
+WEFT_NAMESPACE_END

@@ -22,7 +22,8 @@
 #include "weft/core/parallel.hpp"
 #include "weft/core/tensor.hpp"
 
-namespace weft::prune::detail {
+WEFT_NAMESPACE_BEGIN
+namespace prune::detail {
 
 /// Groups with at least this many values use the radix select.
 inline constexpr index_t radix_min = index_t(1) << 16;
@@ -159,4 +160,5 @@ index_t first_non_finite(const S* v, index_t n) {
   return -1;
 }
 
-}  // namespace weft::prune::detail
+}  // namespace prune::detail
+WEFT_NAMESPACE_END

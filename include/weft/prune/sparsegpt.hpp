@@ -23,7 +23,8 @@
 #include "weft/prune/hessian.hpp"
 #include "weft/prune/mask.hpp"
 
-namespace weft::prune {
+WEFT_NAMESPACE_BEGIN
+namespace prune {
 
 struct SparseGPTOptions {
   double sparsity = 0.5;                              ///< fraction pruned per block
@@ -120,4 +121,5 @@ SparseGPTResult<T> sparsegpt_prune(const Tensor<T>& w, const RowMatrix<double>& 
   return res;
 }
 
-}  // namespace weft::prune
+}  // namespace prune
+WEFT_NAMESPACE_END

@@ -30,7 +30,8 @@
 #include "weft/core/autograd/functions/arith.hpp"
 #include "weft/quant/lsq.hpp"
 
-namespace weft::quant {
+WEFT_NAMESPACE_BEGIN
+namespace quant {
 
 enum class ActScale { per_token, per_tensor };
 enum class ActMode { ofq, lsq_plus };
@@ -154,4 +155,5 @@ class ActivationQuantizer : public nn::InputTransform<T> {
   std::vector<qcode_t> codes_;
 };
 
-}  // namespace weft::quant
+}  // namespace quant
+WEFT_NAMESPACE_END

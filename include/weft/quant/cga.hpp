@@ -34,7 +34,8 @@
 #include "weft/nn/optim.hpp"
 #include "weft/quant/statsq.hpp"
 
-namespace weft::quant {
+WEFT_NAMESPACE_BEGIN
+namespace quant {
 
 struct CgaOptions {
   double boundary_range = 0.005;  ///< BR, in quantisation steps
@@ -228,4 +229,5 @@ class CgaController {
   nn::HookGroup hooks_;                   // declared last: removed first on destruction
 };
 
-}  // namespace weft::quant
+}  // namespace quant
+WEFT_NAMESPACE_END

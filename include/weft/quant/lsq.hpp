@@ -27,7 +27,8 @@
 #include "weft/core/ops/fake_quant_lsq.hpp"
 #include "weft/quant/statsq.hpp"
 
-namespace weft::quant {
+WEFT_NAMESPACE_BEGIN
+namespace quant {
 
 enum class LsqInit { lsq, lsq_plus };
 
@@ -227,4 +228,5 @@ std::shared_ptr<LsqQuantizer<Bits, T>> lsq(const Tensor<T>& w, const LsqOptions&
   return std::make_shared<LsqQuantizer<Bits, T>>(o, w);
 }
 
-}  // namespace weft::quant
+}  // namespace quant
+WEFT_NAMESPACE_END

@@ -46,7 +46,8 @@
 #include "weft/nn/attention.hpp"
 #include "weft/quant/statsq.hpp"
 
-namespace weft::quant {
+WEFT_NAMESPACE_BEGIN
+namespace quant {
 
 enum class QkBias { drop, exact };
 
@@ -206,4 +207,5 @@ class QkrTransformerBlock : public nn::Module<T> {
   QkrAttention<T> qkr;
 };
 
-}  // namespace weft::quant
+}  // namespace quant
+WEFT_NAMESPACE_END

@@ -24,7 +24,8 @@
 #include "weft/core/ops/fake_quant_lsq.hpp"
 #include "weft/nn/attach.hpp"
 
-namespace weft::quant {
+WEFT_NAMESPACE_BEGIN
+namespace quant {
 
 using ops::qcode_t;
 
@@ -178,4 +179,5 @@ class WeightQuantizer : public nn::WeightTransform<T> {
   index_t nfrozen_ = 0;
 };
 
-}  // namespace weft::quant
+}  // namespace quant
+WEFT_NAMESPACE_END

@@ -35,7 +35,8 @@
 #include "weft/core/parallel.hpp"
 #include "weft/quant/quantizer.hpp"
 
-namespace weft::quant {
+WEFT_NAMESPACE_BEGIN
+namespace quant {
 
 /// Which weights share a scale.
 enum class Granularity { per_row, per_tensor, axes };
@@ -221,4 +222,5 @@ std::shared_ptr<StatsQuantizer<Bits, T>> statsq(const StatsQOptions& o = {}) {
   return std::make_shared<StatsQuantizer<Bits, T>>(o);
 }
 
-}  // namespace weft::quant
+}  // namespace quant
+WEFT_NAMESPACE_END

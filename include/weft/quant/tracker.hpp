@@ -43,7 +43,8 @@
 #include "weft/nn/optim.hpp"
 #include "weft/quant/quantizer.hpp"
 
-namespace weft::quant {
+WEFT_NAMESPACE_BEGIN
+namespace quant {
 
 struct TrackerOptions {
   double momentum = 0.01;         ///< m of the frequency EMA (and of the code EMA for freezing)
@@ -326,4 +327,5 @@ class OscillationTracker {
   nn::HookGroup hooks_;                        // declared last: removed first on destruction
 };
 
-}  // namespace weft::quant
+}  // namespace quant
+WEFT_NAMESPACE_END

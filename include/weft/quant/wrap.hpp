@@ -35,7 +35,8 @@
 #include "weft/quant/lsq.hpp"
 #include "weft/quant/statsq.hpp"
 
-namespace weft::quant {
+WEFT_NAMESPACE_BEGIN
+namespace quant {
 
 using nn::find_linears;  // every Linear of a model with its dotted name (nn/linear.hpp)
 
@@ -193,4 +194,5 @@ Tensor<T> quantized_linear(const QuantizedWeights<T>& qw, const Tensor<T>& x, co
   return y;
 }
 
-}  // namespace weft::quant
+}  // namespace quant
+WEFT_NAMESPACE_END

@@ -43,7 +43,8 @@
 #include "weft/quantile/monotone.hpp"
 #include "weft/quantile/scores.hpp"
 
-namespace weft::quantile {
+WEFT_NAMESPACE_BEGIN
+namespace quantile {
 
 enum class Scheme { average, coarse, medium, fine };
 
@@ -404,4 +405,5 @@ class Aggregator {
   std::vector<double> history_;
 };
 
-}  // namespace weft::quantile
+}  // namespace quantile
+WEFT_NAMESPACE_END

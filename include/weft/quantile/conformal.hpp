@@ -28,7 +28,8 @@
 #include "weft/core/parallel.hpp"
 #include "weft/quantile/scores.hpp"
 
-namespace weft::quantile {
+WEFT_NAMESPACE_BEGIN
+namespace quantile {
 
 struct ConformalOptions {
   bool symmetric = true;  ///< one score per pair; false: lower and upper ends calibrated apart
@@ -155,4 +156,5 @@ class ConformalCalibrator {
   index_t m_ = 0;
 };
 
-}  // namespace weft::quantile
+}  // namespace quantile
+WEFT_NAMESPACE_END

@@ -15,7 +15,8 @@
 #include "weft/core/error.hpp"
 #include "weft/core/shape.hpp"
 
-namespace weft::quantile {
+WEFT_NAMESPACE_BEGIN
+namespace quantile {
 
 /// Raises ValueError unless `levels` is non-empty, finite, strictly increasing and in (0, 1).
 inline void check_levels(const std::vector<double>& levels, const char* func) {
@@ -80,4 +81,5 @@ inline index_t ceil_count(double x) {
   return index_t(std::ceil(x));
 }
 
-}  // namespace weft::quantile
+}  // namespace quantile
+WEFT_NAMESPACE_END

@@ -21,7 +21,8 @@
 #include <Eigen/Cholesky>
 #include <Eigen/LU>
 
-namespace weft::quantile {
+WEFT_NAMESPACE_BEGIN
+namespace quantile {
 
 struct LinearQROptions {
   double tol = 1e-11;   ///< relative duality gap at which the interior point stops
@@ -175,4 +176,5 @@ class LinearQuantileRegression : public QuantileModel<T> {
   std::vector<int> iterations_;
 };
 
-}  // namespace weft::quantile
+}  // namespace quantile
+WEFT_NAMESPACE_END

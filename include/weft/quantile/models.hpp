@@ -26,7 +26,8 @@
 #include "weft/core/tensor.hpp"
 #include "weft/quantile/levels.hpp"
 
-namespace weft::quantile {
+WEFT_NAMESPACE_BEGIN
+namespace quantile {
 
 /// Phi^{-1}(p), the standard normal quantile, for p in (0, 1): Acklam's rational approximation
 /// refined by one Halley step on erfc (relative error near machine precision).
@@ -194,4 +195,5 @@ class KnnQuantile : public QuantileModel<T> {
   std::vector<index_t> rank_;  ///< 0-based order statistic per level
 };
 
-}  // namespace weft::quantile
+}  // namespace quantile
+WEFT_NAMESPACE_END

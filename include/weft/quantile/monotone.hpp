@@ -29,7 +29,8 @@
 #include "weft/core/ops/isotonic.hpp"
 #include "weft/quantile/scores.hpp"
 
-namespace weft::quantile {
+WEFT_NAMESPACE_BEGIN
+namespace quantile {
 
 enum class Monotonize { none, sort, isotonic, mono, cummax, average };
 
@@ -231,4 +232,5 @@ Var<T> margin_penalty(const Var<T>& Q, const Tensor<T>& delta) {
   });
 }
 
-}  // namespace weft::quantile
+}  // namespace quantile
+WEFT_NAMESPACE_END

@@ -23,7 +23,8 @@
 #include "weft/core/autograd/tape.hpp"
 #include "weft/quantile/levels.hpp"
 
-namespace weft::quantile {
+WEFT_NAMESPACE_BEGIN
+namespace quantile {
 
 /// psi_tau(u) = u (tau - 1{u < 0}).
 inline double pinball(double u, double tau) noexcept { return u < 0 ? (tau - 1.0) * u : tau * u; }
@@ -214,4 +215,5 @@ Var<T> pinball_loss(const Var<T>& Q, const Tensor<T>& y, const std::vector<doubl
   });
 }
 
-}  // namespace weft::quantile
+}  // namespace quantile
+WEFT_NAMESPACE_END

@@ -14,7 +14,8 @@
 #include "weft/core/rng.hpp"
 #include "weft/quantile/models.hpp"
 
-namespace weft::quantile {
+WEFT_NAMESPACE_BEGIN
+namespace quantile {
 
 template <class T>
 using ModelList = std::vector<std::unique_ptr<QuantileModel<T>>>;
@@ -121,4 +122,5 @@ Tensor<T> base_predictions(const Tensor<T>& G, index_t j) {
   return Q;
 }
 
-}  // namespace weft::quantile
+}  // namespace quantile
+WEFT_NAMESPACE_END

@@ -36,7 +36,8 @@
 #include "weft/reparam/compander.hpp"
 #include "weft/reparam/diagnostics.hpp"
 
-namespace weft::reparam {
+WEFT_NAMESPACE_BEGIN
+namespace reparam {
 
 /// One Linear with a compander: its stored weight v and the compander.
 template <class T>
@@ -227,4 +228,5 @@ nn::SGD<T> compander_sgd(nn::Module<T>& model, const CompanderAttachment<T>& att
   return opt;
 }
 
-}  // namespace weft::reparam
+}  // namespace reparam
+WEFT_NAMESPACE_END

@@ -36,7 +36,8 @@
 #include "weft/reparam/kernels.hpp"
 #include "weft/reparam/psi.hpp"
 
-namespace weft::reparam {
+WEFT_NAMESPACE_BEGIN
+namespace reparam {
 
 /// Where weight decay acts (reparam/attach.hpp installs it): on w = Psi(v) (the penalty
 /// (lambda / 2) ||Psi(v)||^2, through v only) or on the latent v (plain L2 on v).
@@ -229,4 +230,5 @@ class Compander : public CompanderBase<T> {
   }
 };
 
-}  // namespace weft::reparam
+}  // namespace reparam
+WEFT_NAMESPACE_END

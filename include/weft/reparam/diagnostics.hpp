@@ -19,7 +19,8 @@
 #include "weft/nn/linear.hpp"
 #include "weft/nn/module.hpp"
 
-namespace weft::reparam {
+WEFT_NAMESPACE_BEGIN
+namespace reparam {
 
 struct WeightStats {
   index_t count = 0;
@@ -78,4 +79,5 @@ std::vector<std::pair<std::string, WeightStats>> linear_weight_stats(nn::Module<
   return out;
 }
 
-}  // namespace weft::reparam
+}  // namespace reparam
+WEFT_NAMESPACE_END

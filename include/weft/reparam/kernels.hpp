@@ -26,7 +26,8 @@
 #include "weft/core/simd/simd.hpp"
 #include "weft/reparam/psi.hpp"
 
-namespace weft::reparam {
+WEFT_NAMESPACE_BEGIN
+namespace reparam {
 
 /// Elements per reduction block of compander_backward (a multiple of every SIMD width).
 inline constexpr index_t compander_block = 4096;
@@ -252,4 +253,5 @@ index_t compander_inverse(const T* w, T* v, index_t n, double a, double b, doubl
   return c;
 }
 
-}  // namespace weft::reparam
+}  // namespace reparam
+WEFT_NAMESPACE_END

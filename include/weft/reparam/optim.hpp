@@ -29,7 +29,8 @@
 #include "weft/reparam/attach.hpp"
 #include "weft/reparam/kernels.hpp"
 
-namespace weft::reparam {
+WEFT_NAMESPACE_BEGIN
+namespace reparam {
 
 template <class T>
 class CompanderAdam : public nn::Adam<T> {
@@ -77,4 +78,5 @@ CompanderAdam<T> compander_adam(nn::Module<T>& model, const CompanderAttachment<
   return opt;
 }
 
-}  // namespace weft::reparam
+}  // namespace reparam
+WEFT_NAMESPACE_END

@@ -19,7 +19,8 @@
 
 #include "weft/core/simd/simd.hpp"
 
-namespace weft::reparam {
+WEFT_NAMESPACE_BEGIN
+namespace reparam {
 
 /// f(u) = atan(u): |f| < pi/2, f'(u) = 1 / (1 + u^2). The method's choice.
 struct AtanPsi {
@@ -100,4 +101,5 @@ struct is_psi_policy<Psi, std::void_t<decltype(Psi::name), decltype(Psi::limit),
 template <class Psi>
 inline constexpr bool is_psi_policy_v = is_psi_policy<Psi>::value;
 
-}  // namespace weft::reparam
+}  // namespace reparam
+WEFT_NAMESPACE_END

@@ -13,7 +13,8 @@
 #include "weft/config.hpp"
 #include "weft/core/error.hpp"
 
-namespace weft::detail {
+WEFT_NAMESPACE_BEGIN
+namespace detail {
 
 class Arena {
  public:
@@ -96,4 +97,5 @@ class Arena {
   std::size_t first_block_;
 };
 
-}  // namespace weft::detail
+}  // namespace detail
+WEFT_NAMESPACE_END

@@ -25,7 +25,7 @@
 #include "weft/core/autograd/tape.hpp"
 #include "weft/core/rng.hpp"
 
-namespace weft {
+WEFT_NAMESPACE_BEGIN
 
 struct GradCheckOptions {
   double step = 0.0;     ///< finite-difference step; 0 picks 1e-6 (central) or 1e-20 (complex step)
@@ -155,4 +155,4 @@ GradCheckResult grad_check_complex_step(F&& f, const std::vector<Tensor<double>>
   return detail::grad_check_impl<true>(f, inputs, o);
 }
 
-}  // namespace weft
+WEFT_NAMESPACE_END

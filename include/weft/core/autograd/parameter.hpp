@@ -12,7 +12,7 @@
 
 #include "weft/core/tensor.hpp"
 
-namespace weft {
+WEFT_NAMESPACE_BEGIN
 
 template <class T>
 class Parameter {
@@ -70,4 +70,4 @@ class Parameter {
   std::shared_ptr<State> s_;
 };
 
-}  // namespace weft
+WEFT_NAMESPACE_END

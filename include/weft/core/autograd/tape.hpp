@@ -46,7 +46,7 @@
 #include "weft/core/autograd/parameter.hpp"
 #include "weft/core/tensor.hpp"
 
-namespace weft {
+WEFT_NAMESPACE_BEGIN
 
 template <class T>
 class Tape;
@@ -332,4 +332,4 @@ const Tensor<T>& Var<T>::grad() const { return tape().grad(*this); }
 template <class T>
 bool Var<T>::requires_grad() const { return tape().requires_grad(*this); }
 
-}  // namespace weft
+WEFT_NAMESPACE_END

@@ -15,9 +15,11 @@
 
 #include <Eigen/Core>
 
-namespace weft::detail {
+WEFT_NAMESPACE_BEGIN
+namespace detail {
 #if WEFT_USE_OPENMP && !defined(WEFT_KEEP_EIGEN_THREADS)
 /// Initialised (dynamically, before main) in every program that includes weft.
 inline const bool eigen_single_threaded = (Eigen::setNbThreads(1), true);
 #endif
-}  // namespace weft::detail
+}  // namespace detail
+WEFT_NAMESPACE_END

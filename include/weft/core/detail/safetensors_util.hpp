@@ -12,7 +12,10 @@
 
 #include <nlohmann/json.hpp>
 
-namespace weft::detail {
+#include "weft/config.hpp"
+
+WEFT_NAMESPACE_BEGIN
+namespace detail {
 
 constexpr int st_max_depth = 8;  // a valid header nests 3 deep (object, entry, array)
 
@@ -116,4 +119,5 @@ class StHeaderCheck : public nlohmann::json_sax<nlohmann::json> {
   std::string top_key_;
 };
 
-}  // namespace weft::detail
+}  // namespace detail
+WEFT_NAMESPACE_END

@@ -28,7 +28,7 @@
 #include "weft/core/error.hpp"
 #include "weft/core/tensor.hpp"
 
-namespace weft {
+WEFT_NAMESPACE_BEGIN
 
 /// How read_csv splits a file into rows and fields.
 struct CsvOptions {
@@ -194,4 +194,4 @@ void write_csv(const std::string& path, const Tensor<T>& t,
   WEFT_CHECK(!out.fail(), io, "write_csv", "write error on ", path);
 }
 
-}  // namespace weft
+WEFT_NAMESPACE_END

@@ -37,7 +37,7 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "weft's .npy reader and writer copy raw bytes and need a little-endian host");
 #endif
 
-namespace weft {
+WEFT_NAMESPACE_BEGIN
 
 /// What a .npy header says: dtype as NumPy writes it ('<f8'), shape, order and format version.
 struct NpyInfo {
@@ -448,4 +448,4 @@ inline Int64Array load_npy_int64_stream(std::istream& in,
   return detail::load_npy_int64_impl(in, source_name, "load_npy_int64_stream");
 }
 
-}  // namespace weft
+WEFT_NAMESPACE_END

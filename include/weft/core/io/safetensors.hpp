@@ -56,7 +56,7 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "weft's safetensors reader and writer copy raw bytes and need a little-endian host");
 #endif
 
-namespace weft {
+WEFT_NAMESPACE_BEGIN
 
 /// safetensors dtypes, in the reference implementation's order of increasing alignment.
 enum class SafetensorsDtype { BOOL, U8, I8, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64 };
@@ -528,4 +528,4 @@ inline void save_safetensors(const std::string& path, const std::vector<Safetens
   WEFT_CHECK(!out.fail(), io, func, "write error on ", path);
 }
 
-}  // namespace weft
+WEFT_NAMESPACE_END

@@ -24,7 +24,8 @@
 #include "weft/core/simd/simd.hpp"
 #include "weft/core/tensor.hpp"
 
-namespace weft::ops {
+WEFT_NAMESPACE_BEGIN
+namespace ops {
 
 /// A complex number as two real values of type V (a scalar or a SIMD batch).
 template <class V>
@@ -222,4 +223,5 @@ void softmax_rows_planes(const T* zr, const T* zi, T* pr, T* pi, index_t rows, i
   }
 }
 
-}  // namespace weft::ops
+}  // namespace ops
+WEFT_NAMESPACE_END

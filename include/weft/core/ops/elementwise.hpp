@@ -19,7 +19,8 @@
 #include "weft/core/simd/simd.hpp"
 #include "weft/core/tensor.hpp"
 
-namespace weft::ops {
+WEFT_NAMESPACE_BEGIN
+namespace ops {
 
 // ---------------------------------------------------------------------------------------------
 // unary op descriptors
@@ -277,4 +278,5 @@ void broadcast_accumulate(const BroadcastPlan& p, bool which_b, const T* g, cons
     for_each_broadcast(p, [&](index_t io, index_t ia, index_t ib) { dst[ia] += f(g[io], a[ia], b[ib]); });
 }
 
-}  // namespace weft::ops
+}  // namespace ops
+WEFT_NAMESPACE_END

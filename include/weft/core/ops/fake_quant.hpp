@@ -45,7 +45,8 @@
 #include "weft/core/simd/simd.hpp"
 #include "weft/core/tensor.hpp"
 
-namespace weft::ops {
+WEFT_NAMESPACE_BEGIN
+namespace ops {
 
 /// Integer code type of the fake quantisers (codes of b <= 8 bits, signed or unsigned, fit).
 using qcode_t = std::int16_t;
@@ -293,4 +294,5 @@ void statsq_forward_scalar(const T* w, const FqGeometry& g, int bits, const Stat
   detail::statsq_forward_impl<false>(w, g, bits, out, boundary, fz);
 }
 
-}  // namespace weft::ops
+}  // namespace ops
+WEFT_NAMESPACE_END

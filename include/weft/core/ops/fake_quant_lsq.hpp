@@ -24,7 +24,8 @@
 
 #include "weft/core/ops/fake_quant.hpp"
 
-namespace weft::ops {
+WEFT_NAMESPACE_BEGIN
+namespace ops {
 
 /// Code range of an LSQ quantiser: codes clip to [lo, hi]; sign: the signed 1-bit case.
 struct LsqRange {
@@ -283,4 +284,5 @@ void lsq_backward_scalar(const T* x, const T* g, index_t rows, index_t cols, con
   detail::lsq_backward_impl<false>(x, g, rows, cols, ps, range, gx, row_ds, row_db, fz);
 }
 
-}  // namespace weft::ops
+}  // namespace ops
+WEFT_NAMESPACE_END

@@ -37,7 +37,8 @@
 #include "weft/core/simd/simd.hpp"
 #include "weft/core/tensor.hpp"
 
-namespace weft::ops {
+WEFT_NAMESPACE_BEGIN
+namespace ops {
 
 // ---------------------------------------------------------------------------------------------
 // monotonicity test
@@ -363,4 +364,5 @@ Tensor<T> sort_last_axis(const Tensor<T>& q) {
   return out;
 }
 
-}  // namespace weft::ops
+}  // namespace ops
+WEFT_NAMESPACE_END

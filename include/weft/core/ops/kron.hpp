@@ -29,7 +29,8 @@
 #include "weft/core/simd/simd.hpp"
 #include "weft/core/tensor.hpp"
 
-namespace weft::ops {
+WEFT_NAMESPACE_BEGIN
+namespace ops {
 
 /// Element strides of the (sample, row, term) axes of a buffer seen as [samples][n][terms][L]
 /// with the innermost L elements contiguous. term == 0: the buffer has no term axis.
@@ -256,4 +257,5 @@ void kron_mix_grad_scalar(index_t N, index_t n, index_t L, const T* left, MixStr
   kron_detail::kron_mix_grad<false>(N, n, L, left, ls, right, rs, dA);
 }
 
-}  // namespace weft::ops
+}  // namespace ops
+WEFT_NAMESPACE_END

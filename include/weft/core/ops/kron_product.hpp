@@ -33,7 +33,8 @@
 #include "weft/core/ops/matmul.hpp"
 #include "weft/core/ops/thin_gemm.hpp"
 
-namespace weft::ops {
+WEFT_NAMESPACE_BEGIN
+namespace ops {
 
 /// Extents of a PHM product: N rows of x [N, n p] mapped to y [N, n q]; r > 0: B_i = s_i t_i of
 /// rank r, r == 0: full B_i.
@@ -195,4 +196,5 @@ void lphm_backward(const KronDims& m, const T* g, const T* x, const T* A, const 
   else kron_detail::lphm_backward<false>(m, g, x, A, S, t, U, V, P, Q, dS, dx, dA, ds, dt, db);
 }
 
-}  // namespace weft::ops
+}  // namespace ops
+WEFT_NAMESPACE_END

@@ -20,7 +20,8 @@
 #include "weft/core/parallel.hpp"
 #include "weft/core/tensor.hpp"
 
-namespace weft::ops {
+WEFT_NAMESPACE_BEGIN
+namespace ops {
 
 namespace detail {
 
@@ -129,4 +130,5 @@ void gemm_naive(bool ta, bool tb, const T* A, const T* B, T* C, index_t m, index
     }
 }
 
-}  // namespace weft::ops
+}  // namespace ops
+WEFT_NAMESPACE_END

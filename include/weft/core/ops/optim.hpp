@@ -19,7 +19,8 @@
 #include "weft/core/simd/simd.hpp"
 #include "weft/core/tensor.hpp"
 
-namespace weft::ops {
+WEFT_NAMESPACE_BEGIN
+namespace ops {
 
 /// Coefficients of one Adam step, precomputed once per step.
 struct AdamStep {
@@ -161,4 +162,5 @@ void sgd_update(T* p, const T* g, T* buf, index_t n, double lr, double momentum,
   }
 }
 
-}  // namespace weft::ops
+}  // namespace ops
+WEFT_NAMESPACE_END

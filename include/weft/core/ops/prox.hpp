@@ -22,7 +22,8 @@
 #include "weft/core/simd/simd.hpp"
 #include "weft/core/tensor.hpp"
 
-namespace weft::ops {
+WEFT_NAMESPACE_BEGIN
+namespace ops {
 
 /// sign(v) max(|v| - c, 0) for c >= 0 (+0 inside [-c, c]; NaN stays NaN).
 template <class T>
@@ -123,4 +124,5 @@ void prox_grad_step(const T* x, const T* g, const T* w, T* out, index_t n, T ste
   });
 }
 
-}  // namespace weft::ops
+}  // namespace ops
+WEFT_NAMESPACE_END

@@ -12,7 +12,8 @@
 
 #include "weft/core/tensor.hpp"
 
-namespace weft::ops {
+WEFT_NAMESPACE_BEGIN
+namespace ops {
 
 struct AxisSplit {
   index_t outer = 1, len = 1, inner = 1;
@@ -120,4 +121,5 @@ void max_axis_backward(const T* x, const T* y, const T* g, T* gx, const AxisSpli
     }
 }
 
-}  // namespace weft::ops
+}  // namespace ops
+WEFT_NAMESPACE_END

@@ -20,7 +20,8 @@
 #include "weft/core/parallel.hpp"
 #include "weft/core/tensor.hpp"
 
-namespace weft::ops {
+WEFT_NAMESPACE_BEGIN
+namespace ops {
 
 namespace detail {
 template <class T>
@@ -229,4 +230,5 @@ void layer_norm_backward_rows(const T* gy, const T* gamma, const T* xhat, const 
     }
 }
 
-}  // namespace weft::ops
+}  // namespace ops
+WEFT_NAMESPACE_END

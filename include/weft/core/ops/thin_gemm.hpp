@@ -19,7 +19,8 @@
 #include "weft/core/simd/simd.hpp"
 #include "weft/core/tensor.hpp"
 
-namespace weft::ops {
+WEFT_NAMESPACE_BEGIN
+namespace ops {
 
 namespace thin_detail {
 
@@ -185,4 +186,5 @@ void thin_accumulate_scalar(index_t rows, index_t L, index_t M, const T* coef, c
   thin_detail::thin_accumulate<false>(rows, L, M, coef, X, out);
 }
 
-}  // namespace weft::ops
+}  // namespace ops
+WEFT_NAMESPACE_END

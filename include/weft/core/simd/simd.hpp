@@ -20,7 +20,8 @@
 #include <xsimd/xsimd.hpp>
 #endif
 
-namespace weft::simd {
+WEFT_NAMESPACE_BEGIN
+namespace simd {
 
 /// True when T has a vector path at all (xsimd available, T real floating point).
 template <class T>
@@ -122,4 +123,5 @@ inline const char* arch_name() {
 #endif
 }
 
-}  // namespace weft::simd
+}  // namespace simd
+WEFT_NAMESPACE_END

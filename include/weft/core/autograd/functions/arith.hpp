@@ -9,7 +9,7 @@
 #include "weft/core/autograd/tape.hpp"
 #include "weft/core/ops/elementwise.hpp"
 
-namespace weft {
+WEFT_NAMESPACE_BEGIN
 
 namespace detail {
 template <class T>
@@ -121,4 +121,4 @@ template <class T> Var<T> operator*(detail::nondeduced_t<T> s, const Var<T>& a) 
 template <class T> Var<T> operator/(const Var<T>& a, detail::nondeduced_t<T> s) { return mul(a, T(T(1) / s)); }
 template <class T> Var<T> operator/(detail::nondeduced_t<T> s, const Var<T>& a) { return rdiv(s, a); }
 
-}  // namespace weft
+WEFT_NAMESPACE_END

@@ -12,7 +12,7 @@
 #include "weft/core/autograd/tape.hpp"
 #include "weft/core/ops/matmul.hpp"
 
-namespace weft {
+WEFT_NAMESPACE_BEGIN
 
 namespace detail {
 
@@ -110,4 +110,4 @@ Var<T> linear(const Var<T>& x, const Var<T>& w, const Var<T>& b) { return detail
 template <class T>
 Var<T> linear(const Var<T>& x, const Var<T>& w) { return detail::linear_impl<T>(x, w, nullptr); }
 
-}  // namespace weft
+WEFT_NAMESPACE_END

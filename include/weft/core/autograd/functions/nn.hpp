@@ -24,7 +24,7 @@
 #include "weft/core/ops/reduce.hpp"
 #include "weft/core/ops/softmax.hpp"
 
-namespace weft {
+WEFT_NAMESPACE_BEGIN
 
 enum class Reduction { mean, sum, none };
 
@@ -253,4 +253,4 @@ Var<T> mse(const Var<T>& pred, const Var<T>& target, Reduction r = Reduction::me
   });
 }
 
-}  // namespace weft
+WEFT_NAMESPACE_END

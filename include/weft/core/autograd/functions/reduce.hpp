@@ -7,7 +7,7 @@
 #include "weft/core/autograd/tape.hpp"
 #include "weft/core/ops/reduce.hpp"
 
-namespace weft {
+WEFT_NAMESPACE_BEGIN
 
 namespace detail {
 template <class T>
@@ -92,4 +92,4 @@ Var<T> max(const Var<T>& a) { return detail::max_impl(a, 0, false, true); }
 template <class T>
 Var<T> max(const Var<T>& a, int axis, bool keepdim = false) { return detail::max_impl(a, axis, keepdim, false); }
 
-}  // namespace weft
+WEFT_NAMESPACE_END

@@ -11,7 +11,7 @@
 #include "weft/core/autograd/tape.hpp"
 #include "weft/core/ops/reduce.hpp"
 
-namespace weft {
+WEFT_NAMESPACE_BEGIN
 
 /// A view of a with a new shape of the same number of elements.
 template <class T>
@@ -136,4 +136,4 @@ Var<T> gather_rows(const Var<T>& a, const std::vector<index_t>& idx) {
   });
 }
 
-}  // namespace weft
+WEFT_NAMESPACE_END

@@ -7,7 +7,7 @@
 #include "weft/core/autograd/tape.hpp"
 #include "weft/core/ops/elementwise.hpp"
 
-namespace weft {
+WEFT_NAMESPACE_BEGIN
 
 /// y = Op(a) element-wise, with gradient ga += g * Op'(a).
 template <class Op, class T>
@@ -37,4 +37,4 @@ template <class T> Var<T> gelu(const Var<T>& a) { return unary<ops::gelu_op>(a);
 /// |x| for real tensors; the derivative at 0 is 0.
 template <class T> Var<T> abs(const Var<T>& a) { return unary<ops::abs_op>(a); }
 
-}  // namespace weft
+WEFT_NAMESPACE_END
