@@ -69,6 +69,50 @@ struct QkrAttentionView {
   }
 };
 
+namespace detail {
+
+/// The attention core of one sample: xs (N, C), K' ks (N, H C), V vs (N, C) -> os (N, C); p: N
+/// floats. Out of line so that every sample runs the same code whatever the number of samples
+/// (see deploy/model.hpp: inlined into a loop, the compiler may vectorise and contract
+/// multiply-adds differently for different trip counts).
+template <int Bits, int GroupSize>
+WEFT_NOINLINE void qkr_attention_sample(const QkrAttentionView<Bits, GroupSize>& a, const float* xs, const float* ks,
+                                        const float* vs, index_t N, float* os, float* p) {
+  const index_t C = a.dim(), H = a.heads, d = C / H, HC = H * C;
+  const float scale = 1.0f / std::sqrt(float(a.qk_head_dim));
+  for (index_t h = 0; h < H; ++h)
+    for (index_t n = 0; n < N; ++n) {
+      const float* xn = xs + n * C;
+      for (index_t m = 0; m < N; ++m) {
+        const float* km = ks + m * HC + h * C;
+        float l = 0.0f;
+        for (index_t i = 0; i < C; ++i) l += xn[i] * km[i];
+        if (a.key_bias) {
+          const float* u = a.key_bias + h * C;
+          const float* xm = xs + m * C;
+          float b = 0.0f;
+          for (index_t i = 0; i < C; ++i) b += xm[i] * u[i];
+          l += b;
+        }
+        p[m] = l * scale;
+      }
+      float mx = p[0], sum = 0.0f;
+      for (index_t m = 1; m < N; ++m)
+        if (p[m] > mx) mx = p[m];
+      for (index_t m = 0; m < N; ++m) sum += (p[m] = std::exp(p[m] - mx));
+      const float inv = 1.0f / sum;
+      for (index_t m = 0; m < N; ++m) p[m] *= inv;
+      float* on = os + n * C + h * d;
+      for (index_t j = 0; j < d; ++j) {
+        float acc = 0.0f;
+        for (index_t m = 0; m < N; ++m) acc += p[m] * vs[m * C + h * d + j];
+        on[j] = acc;
+      }
+    }
+}
+
+}  // namespace detail
+
 /// Floats of scratch qkr_attention() needs for `samples` samples of `tokens` tokens.
 template <int Bits, int GroupSize>
 index_t qkr_attention_scratch_size(const QkrAttentionView<Bits, GroupSize>& a, index_t samples, index_t tokens) {
@@ -90,7 +134,7 @@ void qkr_attention(const QkrAttentionView<Bits, GroupSize>& a, const float* x, i
   const char* fn = "deploy::qkr_attention";
   WEFT_CHECK(samples >= 1 && tokens >= 1, shape, fn, "expected samples, tokens >= 1, got ", samples, " and ", tokens);
   WEFT_CHECK(x && y && scratch, value, fn, "expected x, y and scratch buffers, got a null pointer");
-  const index_t C = a.dim(), H = a.heads, d = C / H, N = tokens, rows = samples * tokens, HC = H * C;
+  const index_t C = a.dim(), N = tokens, rows = samples * tokens, HC = a.heads * C;
   float* kp = scratch;          // (rows, H C)
   float* v = kp + rows * HC;    // (rows, C)
   float* o = v + rows * C;      // (rows, C)
@@ -98,42 +142,8 @@ void qkr_attention(const QkrAttentionView<Bits, GroupSize>& a, const float* x, i
   float* g = p + N;             // gemm scratch
   gemm(a.product, x, rows, kp, nullptr, g);
   gemm(a.value, x, rows, v, a.value_bias, g);
-  const float scale = 1.0f / std::sqrt(float(a.qk_head_dim));
-  for (index_t s = 0; s < samples; ++s) {
-    const float* xs = x + s * N * C;
-    const float* ks = kp + s * N * HC;
-    const float* vs = v + s * N * C;
-    float* os = o + s * N * C;
-    for (index_t h = 0; h < H; ++h)
-      for (index_t n = 0; n < N; ++n) {
-        const float* xn = xs + n * C;
-        for (index_t m = 0; m < N; ++m) {
-          const float* km = ks + m * HC + h * C;
-          float l = 0.0f;
-          for (index_t i = 0; i < C; ++i) l += xn[i] * km[i];
-          if (a.key_bias) {
-            const float* u = a.key_bias + h * C;
-            const float* xm = xs + m * C;
-            float b = 0.0f;
-            for (index_t i = 0; i < C; ++i) b += xm[i] * u[i];
-            l += b;
-          }
-          p[m] = l * scale;
-        }
-        float mx = p[0], sum = 0.0f;
-        for (index_t m = 1; m < N; ++m)
-          if (p[m] > mx) mx = p[m];
-        for (index_t m = 0; m < N; ++m) sum += (p[m] = std::exp(p[m] - mx));
-        const float inv = 1.0f / sum;
-        for (index_t m = 0; m < N; ++m) p[m] *= inv;
-        float* on = os + n * C + h * d;
-        for (index_t j = 0; j < d; ++j) {
-          float acc = 0.0f;
-          for (index_t m = 0; m < N; ++m) acc += p[m] * vs[m * C + h * d + j];
-          on[j] = acc;
-        }
-      }
-  }
+  for (index_t s = 0; s < samples; ++s)
+    detail::qkr_attention_sample(a, x + s * N * C, kp + s * N * HC, v + s * N * C, N, o + s * N * C, p);
   gemm(a.out, o, rows, y, a.out_bias, g);
 }
 

@@ -303,20 +303,35 @@ class Model {
     return o;
   }
 
-  static void layer_norm_rows(const Op& o, const float* x, index_t rows, float* y) {
+  // One row per out-of-line call: the compiler then emits one code path for every row, so a
+  // row's bits do not depend on how many rows there are (inlined into a loop over rows, GCC -O3
+  // -march=native vectorised differently for different row counts and contracted multiply-adds
+  // into FMAs differently, and batch 1 and batch n disagreed in the last bits).
+  WEFT_NOINLINE static void layer_norm_row(const Op& o, const float* xr, float* yr) {
     const index_t n = o.in;
-    for (index_t b = 0; b < rows; ++b) {
-      const float* xr = x + b * n;
-      float mean = 0.0f, var = 0.0f;
-      for (index_t j = 0; j < n; ++j) mean += xr[j];
-      mean /= float(n);
-      for (index_t j = 0; j < n; ++j) var += (xr[j] - mean) * (xr[j] - mean);
-      var /= float(n);
-      const float rs = 1.0f / std::sqrt(var + o.eps);
-      for (index_t j = 0; j < n; ++j) {
-        const float h = (xr[j] - mean) * rs;
-        y[b * n + j] = (o.weight ? h * o.weight[j] : h) + (o.bias ? o.bias[j] : 0.0f);
-      }
+    float mean = 0.0f, var = 0.0f;
+    for (index_t j = 0; j < n; ++j) mean += xr[j];
+    mean /= float(n);
+    for (index_t j = 0; j < n; ++j) var += (xr[j] - mean) * (xr[j] - mean);
+    var /= float(n);
+    const float rs = 1.0f / std::sqrt(var + o.eps);
+    for (index_t j = 0; j < n; ++j) {
+      const float h = (xr[j] - mean) * rs;
+      yr[j] = (o.weight ? h * o.weight[j] : h) + (o.bias ? o.bias[j] : 0.0f);
+    }
+  }
+  WEFT_NOINLINE static void float_linear_row(const Op& o, const float* xr, float* yr) {
+    const index_t n = o.in, m = o.out;
+    for (index_t r = 0; r < m; ++r) {
+      float acc = 0.0f;
+      for (index_t c = 0; c < n; ++c) acc += xr[c] * o.weight[r * n + c];
+      yr[r] = o.bias ? acc + o.bias[r] : acc;
+    }
+  }
+  WEFT_NOINLINE static void gelu_row(const float* xr, float* yr, index_t n) {
+    for (index_t i = 0; i < n; ++i) {
+      const float v = xr[i];
+      yr[i] = 0.5f * v * (1.0f + std::tanh(0.7978845608028654f * (v + 0.044715f * v * v * v)));
     }
   }
 
@@ -325,23 +340,17 @@ class Model {
     switch (o.kind) {
       case OpKind::packed_linear: gemm(o.w, x, rows, y, o.bias, scratch); break;
       case OpKind::float_linear:
-        for (index_t b = 0; b < rows; ++b)
-          for (index_t r = 0; r < m; ++r) {
-            float acc = 0.0f;
-            for (index_t c = 0; c < n; ++c) acc += x[b * n + c] * o.weight[r * n + c];
-            y[b * m + r] = o.bias ? acc + o.bias[r] : acc;
-          }
+        for (index_t b = 0; b < rows; ++b) float_linear_row(o, x + b * n, y + b * m);
         break;
       case OpKind::relu:
         for (index_t i = 0; i < len; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
         break;
       case OpKind::gelu:
-        for (index_t i = 0; i < len; ++i) {
-          const float v = x[i];
-          y[i] = 0.5f * v * (1.0f + std::tanh(0.7978845608028654f * (v + 0.044715f * v * v * v)));
-        }
+        for (index_t b = 0; b < rows; ++b) gelu_row(x + b * n, y + b * n, n);
         break;
-      case OpKind::layer_norm: layer_norm_rows(o, x, rows, y); break;
+      case OpKind::layer_norm:
+        for (index_t b = 0; b < rows; ++b) layer_norm_row(o, x + b * n, y + b * n);
+        break;
       case OpKind::qkr_attention: deploy::qkr_attention(o.attn, x, batch, o.tin, y, scratch); break;
       case OpKind::residual_begin:
         for (index_t i = 0; i < len; ++i) kept[i] = y[i] = x[i];
