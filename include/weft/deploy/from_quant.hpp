@@ -32,11 +32,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 #include <vector>
 
-#include "weft/deploy/packed.hpp"
 #include "weft/deploy/attention.hpp"
 #include "weft/deploy/model.hpp"
+#include "weft/deploy/packed.hpp"
 #include "weft/nn/vit.hpp"
 #include "weft/quant/qkr.hpp"
 #include "weft/quant/quantizer.hpp"
