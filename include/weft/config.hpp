@@ -102,6 +102,13 @@
 #define WEFT_NO_EXCEPTIONS
 #endif
 
+// WEFT_NO_ERROR_MESSAGES (default: not defined)
+//   Failed checks report only their kind (weft::ErrorKind: the error code) and the function
+//   name, "weft::<function>", without formatting the values: WEFT_CHECK then neither evaluates
+//   its message parts nor references std::ostringstream, so a device image does not link the
+//   iostream and locale code (core/error.hpp, docs/deploy.md). Works with and without
+//   exceptions; meant for WEFT_NO_EXCEPTIONS builds with an error handler.
+
 // WEFT_ENABLE_ASSERTS (default: 1 unless NDEBUG is defined)
 //   Internal consistency asserts (unchecked element access, internal invariants). Argument
 //   checks of public functions are never disabled: they are cheap next to the work they guard.

@@ -4,6 +4,7 @@
 // quant::export_weights' output (deploy/from_quant.hpp). docs/deploy.md explains the formats.
 #pragma once
 
+#include "weft/deploy/attention.hpp"
 #include "weft/deploy/from_quant.hpp"
 #include "weft/deploy/int8.hpp"
 #include "weft/deploy/kernels.hpp"

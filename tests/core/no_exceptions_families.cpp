@@ -57,4 +57,10 @@ template ordinal::BaselineFit<double> ordinal::fit_proportional_odds<double>(con
                                                                              const std::vector<double>&);
 // deploy
 template class deploy::Model<2, 0>;
+template class deploy::Model<2, 0, 32>;
+template struct deploy::PackedQkrViT<2, 0>;
+template deploy::Model<2, 0, 27> deploy::PackedQkrViT<2, 0>::model<27>() const;
+template deploy::PackedQkrAttention<2, 0> deploy::pack<2, 0>(quant::QkrAttention<float>&);
+template deploy::PackedQkrViT<2, 0> deploy::pack<2, 0>(nn::TinyViT<float>&,
+                                                       const std::vector<quant::QkrTransformerBlock<float>*>&);
 }  // namespace weft

@@ -12,8 +12,13 @@
 // With WEFT_NO_EXCEPTIONS the same checks call the error handler installed with
 // weft::set_error_handler(); the default handler prints the message and aborts. A handler
 // must not return (if it does, weft aborts).
+// With WEFT_NO_ERROR_MESSAGES (config.hpp) a failed check formats nothing: the handler (or the
+// exception) gets the kind, which is the error code, and the message "weft::<func>" copied into
+// a fixed buffer (detail::fail_code); the check's message parts are not evaluated, and no
+// std::ostringstream is referenced, so a device image does not link iostreams.
 #pragma once
 
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
@@ -105,6 +110,21 @@ namespace detail {
 #endif
 }
 
+/// The message-free failure of WEFT_NO_ERROR_MESSAGES: "weft::<func>" (cut at 127 characters)
+/// in a buffer on the stack, no formatting, no allocation before the handler.
+[[noreturn]] WEFT_COLD inline void fail_code(ErrorKind kind, const char* func) {
+  char message[128] = "weft::";
+  std::size_t n = 6;
+  for (const char* p = func; p && *p && n + 1 < sizeof message; ++p) message[n++] = *p;
+  message[n] = '\0';
+#ifndef WEFT_NO_EXCEPTIONS
+  raise(kind, message);
+#else
+  error_handler_slot()(kind, message);
+  std::abort();  // a handler must not return
+#endif
+}
+
 inline void append_all(std::ostringstream&) {}
 template <class A, class... R>
 void append_all(std::ostringstream& os, const A& a, const R&... rest) {
@@ -126,13 +146,26 @@ WEFT_NAMESPACE_END
 
 /// WEFT_CHECK(cond, kind, func, parts...): if !cond, raise kind ("shape", "value", "config",
 /// "io") with the message "weft::func: parts...". The parts are streamed with operator<<.
+/// With WEFT_NO_ERROR_MESSAGES the parts are not evaluated and the message is "weft::func".
+#ifdef WEFT_NO_ERROR_MESSAGES
+#define WEFT_CHECK(cond, kind, func, ...)                                              \
+  do {                                                                                 \
+    if (WEFT_UNLIKELY(!(cond))) ::weft::detail::fail_code(::weft::ErrorKind::kind, func); \
+  } while (0)
+#else
 #define WEFT_CHECK(cond, kind, func, ...)                                                  \
   do {                                                                                     \
     if (WEFT_UNLIKELY(!(cond))) ::weft::detail::fail(::weft::ErrorKind::kind, func, __VA_ARGS__); \
   } while (0)
+#endif
 
 /// Internal invariant, compiled out unless WEFT_ENABLE_ASSERTS.
-#if WEFT_ENABLE_ASSERTS
+#if WEFT_ENABLE_ASSERTS && defined(WEFT_NO_ERROR_MESSAGES)
+#define WEFT_ASSERT(cond)                                                                     \
+  do {                                                                                        \
+    if (WEFT_UNLIKELY(!(cond))) ::weft::detail::fail_code(::weft::ErrorKind::generic, "internal"); \
+  } while (0)
+#elif WEFT_ENABLE_ASSERTS
 #define WEFT_ASSERT(cond)                                                                   \
   do {                                                                                      \
     if (WEFT_UNLIKELY(!(cond)))                                                             \

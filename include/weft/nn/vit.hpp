@@ -12,6 +12,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "weft/core/autograd/functions/shape.hpp"
@@ -77,6 +78,12 @@ class TinyViT : public Module<T> {
 
   /// Token features after the final LayerNorm: (B, tokens, D).
   Var<T> features(const Var<T>& images) {
+    return features(images, [this](std::size_t i, const Var<T>& x) { return blocks[i](x); });
+  }
+  /// The same with block i computed by block(i, x) instead of blocks[i](x): a wrapper that
+  /// replaces a block's forward (quant::QkrTransformerBlock) without changing the model.
+  template <class BlockFn>
+  Var<T> features(const Var<T>& images, BlockFn&& block) {
     WEFT_CHECK(cls_token.defined(), config, "nn::TinyViT::forward", "expected a constructed model, got an empty TinyViT");
     WEFT_CHECK(images.rank() == 2 && images.dim(1) == cfg_.image_size * cfg_.image_size, shape, "nn::TinyViT::forward",
                "expected images of shape (B, ", cfg_.image_size * cfg_.image_size, "), got ", images.shape());
@@ -88,13 +95,15 @@ class TinyViT : public Module<T> {
     ones.fill(T(1));
     Var<T> cls = t.constant(ones) * t.param(cls_token);
     x = concat(std::vector<Var<T>>{cls, x}, 1) + t.param(pos_embed);
-    for (auto& b : blocks) x = b(x);
+    for (std::size_t i = 0; i < blocks.size(); ++i) x = block(i, x);
     return norm(x);
   }
   /// Logits (B, classes) from images (B, S*S).
-  Var<T> forward(const Var<T>& images) {
-    Var<T> f = features(images);
-    return head(reshape(slice(f, 1, 0, 1), Shape{f.dim(0), cfg_.dim}));
+  Var<T> forward(const Var<T>& images) { return logits(features(images)); }
+  /// The same with the blocks computed by block(i, x) (see features).
+  template <class BlockFn>
+  Var<T> forward(const Var<T>& images, BlockFn&& block) {
+    return logits(features(images, std::forward<BlockFn>(block)));
   }
   Var<T> operator()(const Var<T>& images) { return forward(images); }
 
@@ -108,6 +117,8 @@ class TinyViT : public Module<T> {
   }
 
  private:
+  Var<T> logits(const Var<T>& f) { return head(reshape(slice(f, 1, 0, 1), Shape{f.dim(0), cfg_.dim})); }
+
   ViTConfig cfg_;
 };
 

@@ -25,7 +25,8 @@
 //                           X_hat (the reference's LSQ-with-shifts; its scale there is per
 //                           (token, head), here per token across heads)
 // gate_qk_product(BR) applies a CGA-style gate to dL/dM (the reference's intended but inactive
-// gate; off by default). For inference, folded_product() gives M_hat once.
+// gate; off by default). For inference, folded_product() gives M_hat once, export_product()
+// its codes and steps (deploy::pack packs them, deploy/from_quant.hpp).
 // q/k narrower or wider than the model: replace mha.q_proj and mha.k_proj by Linear(C, d_qk)
 // layers (d_qk divisible by H). The q/k heads then have width d' = d_qk / H: M_h = W_q^hT W_k^h
 // is still C x C and the logits are scaled by 1 / sqrt(d'); V and the output keep d = C / H.
@@ -80,12 +81,27 @@ class QkrAttention : public nn::Module<T> {
 
   /// The stacked per-head product (H C, C) through the product quantiser, recorded on t.
   Var<T> product(Tape<T>& t) {
+    Var<T> m = raw_product(t);
+    return product_quantizer ? product_quantizer->apply(m) : m;
+  }
+  /// The stacked per-head product (H C, C) before the product quantiser, recorded on t.
+  Var<T> raw_product(Tape<T>& t) {
     const index_t H = mha_->heads(), d = checked_qk_dim("quant::QkrAttention::product") / H;
     Var<T> wq = mha_->q_proj.effective_weight(t), wk = mha_->k_proj.effective_weight(t);
     std::vector<Var<T>> ms;
     for (index_t h = 0; h < H; ++h) ms.push_back(matmul_tn(slice(wq, 0, h * d, (h + 1) * d), slice(wk, 0, h * d, (h + 1) * d)));
-    Var<T> m = H == 1 ? ms[0] : concat(ms, 0);
-    return product_quantizer ? product_quantizer->apply(m) : m;
+    return H == 1 ? ms[0] : concat(ms, 0);
+  }
+  /// Codes and steps of the quantised product (spec Sec. 7, as quant::export_weights for a
+  /// layer): the product quantiser must be a WeightQuantizer (ConfigError otherwise).
+  QuantizedWeights<T> export_product() {
+    const char* fn = "quant::QkrAttention::export_product";
+    WEFT_CHECK(product_quantizer != nullptr, config, fn, "expected a product quantiser, got none");
+    auto* q = dynamic_cast<WeightQuantizer<T>*>(product_quantizer.get());
+    WEFT_CHECK(q != nullptr, config, fn, "expected a weight quantiser on the product, got '", product_quantizer->name(), "'");
+    Tape<T> t;
+    no_grad ng;
+    return q->quantize(raw_product(t).value());
   }
   /// The quantised product as a plain tensor (H C, C), for inference.
   Tensor<T> folded_product() {
