@@ -17,6 +17,8 @@
 //   dQ = dS K / sqrt(d),   dK = dS^T Q / sqrt(d).
 // The probabilities P (B H N N floats) are kept on the tape for the backward pass.
 //
+// Range: finite q, k, v (an infinite score makes its row NaN).
+//
 // Threads: (sample, head) pairs run through parallel_for; each pair writes only its own
 // columns of the outputs and gradients, so results are the same at any thread count.
 #pragma once
@@ -25,6 +27,7 @@
 #include <cmath>
 
 #include "weft/core/autograd/tape.hpp"
+#include "weft/core/ops/elementwise.hpp"
 #include "weft/core/ops/matmul.hpp"
 #include "weft/core/parallel.hpp"
 
@@ -45,10 +48,13 @@ void causal_attention_forward_one(const T* q, const T* k, const T* v, T* o, T* p
     ops::detail::gemm_strided(false, true, q + r0 * ld, ld, k, ld, p + r0 * n, n, r1 - r0, r1, d, false);
     for (index_t i = r0; i < r1; ++i) {
       T* row = p + i * n;
-      T mx = row[0] * scale;
-      for (index_t j = 0; j <= i; ++j) mx = std::max(mx, row[j] * scale);
+      T mx = row[0];
+      for (index_t j = 1; j <= i; ++j) mx = std::max(mx, row[j]);
+      mx *= scale;  // scale > 0: the maximum of the scaled row
+      for (index_t j = 0; j <= i; ++j) row[j] = row[j] * scale - mx;
+      ops::unary_forward<ops::exp_op>(row, row, i + 1);  // the SIMD exp (serial inside parallel_for)
       T z(0);
-      for (index_t j = 0; j <= i; ++j) z += (row[j] = std::exp(row[j] * scale - mx));
+      for (index_t j = 0; j <= i; ++j) z += row[j];
       const T inv = T(1) / z;
       for (index_t j = 0; j <= i; ++j) row[j] *= inv;
       for (index_t j = i + 1; j < n; ++j) row[j] = T(0);
