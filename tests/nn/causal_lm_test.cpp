@@ -333,4 +333,32 @@ TEST_CASE("nn/causal_lm: training learns a periodic text; sampler and state dict
   CHECK(nn::evaluate_bits_per_token(fresh, ids, 8) == after);
 }
 
+TEST_CASE("nn/causal_lm: a training step gives the same parameters bit for bit with 1 and 2 threads") {
+  nn::CausalLMConfig c;
+  c.vocab = 20, c.dim = 64, c.layers = 2, c.heads = 4, c.context = 64;  // products above the parallel threshold
+  std::vector<index_t> text(3000);
+  Rng trng(15);
+  for (auto& t : text) t = index_t(trng.below(20));
+  const int saved = num_threads();
+  std::vector<std::vector<Tensor<float>>> after(2);
+  for (int th : {1, 2}) {
+    set_num_threads(th);
+    Rng rng(16);
+    nn::CausalLM<float> m(c, rng);
+    nn::TextBatcher batches(text, {8, 64, 3});
+    nn::AdamW<float> opt(m.parameters());
+    for (int step = 0; step < 2; ++step) {
+      Tape<float> tape;
+      m.zero_grad();
+      tape.backward(m.loss(tape, batches.next()));
+      nn::clip_grad_norm(m.parameters(), 1.0);
+      opt.step();
+    }
+    for (auto& p : m.parameters()) after[std::size_t(th - 1)].push_back(p.value().clone());
+  }
+  set_num_threads(saved);
+  REQUIRE(after[0].size() == after[1].size());
+  for (std::size_t i = 0; i < after[0].size(); ++i) CHECK(after[0][i].array().cwiseEqual(after[1][i].array()).all());
+}
+
 }  // namespace weft_unit_nn_causal_lm_test
