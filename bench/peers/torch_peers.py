@@ -289,10 +289,77 @@ def hep_case():
     return "PyTorch complex64 matmuls, 96 columns", step
 
 
+class CharGPT(torch.nn.Module):
+    """nn::CausalLM's architecture (examples/pipeline_charlm): token embedding and learned
+    positions (N(0, 0.02^2)), pre-LN blocks with causal multi-head attention (separate q, k, v and
+    out projections with bias, a registered lower-triangular mask, softmax, as nanoGPT's eager
+    path; torch 1.13 has no fused scaled_dot_product_attention) and a GELU (tanh) MLP, final
+    LayerNorm, untied linear head without bias."""
+
+    def __init__(self, V=85, D=128, layers=4, heads=4, ctx=128, ratio=4):
+        super().__init__()
+        self.H = heads
+        self.tok = torch.nn.Embedding(V, D)
+        self.pos = torch.nn.Parameter(torch.randn(ctx, D) * 0.02)
+        torch.nn.init.normal_(self.tok.weight, 0.0, 0.02)
+        self.blocks = torch.nn.ModuleList()
+        for _ in range(layers):
+            self.blocks.append(torch.nn.ModuleDict(dict(
+                ln1=torch.nn.LayerNorm(D), q=torch.nn.Linear(D, D), k=torch.nn.Linear(D, D), v=torch.nn.Linear(D, D),
+                o=torch.nn.Linear(D, D), ln2=torch.nn.LayerNorm(D),
+                mlp=torch.nn.Sequential(torch.nn.Linear(D, ratio * D), torch.nn.GELU(approximate="tanh"),
+                                        torch.nn.Linear(ratio * D, D)))))
+        self.norm = torch.nn.LayerNorm(D)
+        self.head = torch.nn.Linear(D, V, bias=False)
+        self.register_buffer("mask", torch.tril(torch.ones(ctx, ctx, dtype=torch.bool)))
+
+    def attn(self, b, x):
+        B, N, D = x.shape
+        H, d = self.H, D // self.H
+        q = b["q"](x).view(B, N, H, d).transpose(1, 2)
+        k = b["k"](x).view(B, N, H, d).transpose(1, 2)
+        v = b["v"](x).view(B, N, H, d).transpose(1, 2)
+        s = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(d))
+        s = s.masked_fill(~self.mask[:N, :N], float("-inf"))
+        o = torch.softmax(s, dim=-1) @ v
+        return b["o"](o.transpose(1, 2).reshape(B, N, D))
+
+    def forward(self, ids):
+        N = ids.shape[1]
+        x = self.tok(ids) + self.pos[:N]
+        for b in self.blocks:
+            x = x + self.attn(b, b["ln1"](x))
+            x = x + b["mlp"](b["ln2"](x))
+        return self.head(self.norm(x))
+
+
+def charlm_case():
+    # bench/charlm_bench.cpp BM_charlm_step: CausalLM vocab 85, D 128, 4 layers, 4 heads, context
+    # 128, batch 16 random windows, next-token CE, backward, clip 1.0, AdamW(3e-3, (0.9, 0.99), 0.01)
+    torch.manual_seed(1)
+    net = CharGPT()
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, betas=(0.9, 0.99), weight_decay=0.01)
+    gen = torch.Generator().manual_seed(2)
+    text = torch.randint(0, 85, (20000,), generator=gen)
+    lossf = torch.nn.CrossEntropyLoss()
+
+    def step():
+        starts = torch.randint(0, 20000 - 128, (16,), generator=gen)
+        win = torch.stack([text[s:s + 129] for s in starts.tolist()])
+        x, y = win[:, :-1], win[:, 1:]
+        opt.zero_grad(set_to_none=False)
+        loss = lossf(net(x).reshape(-1, 85), y.reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+    return "PyTorch eager CharGPT (manual causal attention) + optim.AdamW", step
+
+
 CASES = {
     "lsq": lsq_case, "statsq": statsq_case, "phm_einsum": phm_einsum_case, "lphm_dense": lphm_dense_case,
     "lora": lora_case, "linear": linear_case, "gemm64": lambda: gemm_case(64), "gemm_peak": lambda: gemm_case(768),
     "mlp": mlp_case, "vit": vit_case, "dual": dual_case, "mask": mask_case, "hep_step": hep_case,
+    "charlm": charlm_case,
 }
 
 

@@ -10,4 +10,5 @@
 #include "weft/core/autograd/functions/shape.hpp"
 #include "weft/core/autograd/functions/reduce.hpp"
 #include "weft/core/autograd/functions/nn.hpp"
+#include "weft/core/autograd/functions/attention.hpp"
 #include "weft/core/autograd/grad_check.hpp"

@@ -6,7 +6,9 @@
 //   y = concat_h(O_h) Wo^T + bo                                (out_proj)
 // The four projections are public Linear members, so quantisers, adapters and the query-key
 // reparameterisation can attach to or replace them. attention_core() exposes the middle part
-// for callers that compute Q, K, V themselves.
+// for callers that compute Q, K, V themselves. With `causal` set, token i attends to tokens
+// 0..i only, through the fused causal_attention op (core/autograd/functions/attention.hpp: no
+// mask tensor, heads read in place), as a decoder-only language model needs.
 //
 // TransformerBlock (pre-LN, as in ViT): h = x + attn(ln1(x)); y = h + mlp(ln2(h)), with the
 // MLP D -> mlp_ratio D -> D and GELU.
@@ -16,6 +18,7 @@
 #include <string>
 
 #include "weft/core/autograd/functions/arith.hpp"
+#include "weft/core/autograd/functions/attention.hpp"
 #include "weft/core/autograd/functions/linalg.hpp"
 #include "weft/core/autograd/functions/nn.hpp"
 #include "weft/core/autograd/functions/shape.hpp"
@@ -46,6 +49,7 @@ template <class T>
 class MultiHeadAttention : public Module<T> {
  public:
   Linear<T> q_proj, k_proj, v_proj, out_proj;
+  bool causal = false;  ///< mask future tokens (token i sees 0..i), e.g. for nn::CausalLM
 
   MultiHeadAttention() = default;
   MultiHeadAttention(index_t dim, index_t heads, Rng& rng, bool bias = true) : heads_(heads) {
@@ -65,6 +69,9 @@ class MultiHeadAttention : public Module<T> {
     WEFT_CHECK(heads_ > 0, config, "nn::MultiHeadAttention::forward", "expected a constructed layer, got an empty one");
     WEFT_CHECK(x.rank() == 3 && x.dim(2) == dim(), shape, "nn::MultiHeadAttention::forward",
                "expected x of shape (B, N, ", dim(), "), got ", x.shape());
+    if constexpr (!is_complex_v<T>)
+      if (causal) return out_proj(causal_attention(q_proj(x), k_proj(x), v_proj(x), heads_));
+    WEFT_CHECK(!causal, config, "nn::MultiHeadAttention::forward", "expected a real scalar type for causal attention, got a complex one");
     return out_proj(attention_core(q_proj(x), k_proj(x), v_proj(x), heads_));
   }
   Var<T> operator()(const Var<T>& x) { return forward(x); }
