@@ -25,7 +25,8 @@
 #include "weft/nn/embedding.hpp"
 #include "weft/nn/text_data.hpp"
 
-namespace weft::nn {
+WEFT_NAMESPACE_BEGIN
+namespace nn {
 
 struct CausalLMConfig {
   index_t vocab = 0;      ///< number of token ids (required)
@@ -152,4 +153,5 @@ std::vector<index_t> generate(CausalLM<T>& model, const std::vector<index_t>& pr
   return out;
 }
 
-}  // namespace weft::nn
+}  // namespace nn
+WEFT_NAMESPACE_END

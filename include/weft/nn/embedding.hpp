@@ -18,7 +18,8 @@
 #include "weft/core/rng.hpp"
 #include "weft/nn/module.hpp"
 
-namespace weft::nn {
+WEFT_NAMESPACE_BEGIN
+namespace nn {
 
 template <class T>
 class Embedding : public Module<T> {
@@ -87,4 +88,5 @@ class PositionalEmbedding : public Module<T> {
   void visit(Members<T>& m) override { m.param("weight", weight); }
 };
 
-}  // namespace weft::nn
+}  // namespace nn
+WEFT_NAMESPACE_END

@@ -26,7 +26,8 @@
 #include "weft/core/rng.hpp"
 #include "weft/core/tensor.hpp"
 
-namespace weft::nn {
+WEFT_NAMESPACE_BEGIN
+namespace nn {
 
 /// A byte-level vocabulary: the distinct bytes of the given texts, in ascending order.
 class CharVocab {
@@ -170,4 +171,5 @@ inline std::vector<TokenBatch> eval_windows(const std::vector<index_t>& ids, ind
   return out;
 }
 
-}  // namespace weft::nn
+}  // namespace nn
+WEFT_NAMESPACE_END

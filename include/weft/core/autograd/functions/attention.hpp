@@ -31,7 +31,7 @@
 #include "weft/core/ops/matmul.hpp"
 #include "weft/core/parallel.hpp"
 
-namespace weft {
+WEFT_NAMESPACE_BEGIN
 
 namespace detail {
 
@@ -137,4 +137,4 @@ Var<T> causal_attention(const Var<T>& q, const Var<T>& k, const Var<T>& v, index
   });
 }
 
-}  // namespace weft
+WEFT_NAMESPACE_END
