@@ -5,20 +5,27 @@
 //    BM_mlp_step/weft         weft: nn::MLP + autograd tape + nn::Adam
 //    BM_mlp_step/eigen_manual hand-derived gradients written as Eigen expressions (no tape)
 //    BM_mlp_step/naive        the same computation as plain scalar loops
+//  tiny ViT (8x8 images, patch 2, width 32, depth 2, 4 heads, MLP ratio 2, 10 classes), batch
+//  32, one Adam training step, float32 (the model of examples/vit_digits):
+//    BM_vit_step/weft         nn::TinyViT + autograd tape + nn::Adam (scripts/bench's peer:
+//                             the same architecture in PyTorch, bench/peers/torch_peers.py vit)
 //  matmul forward + backward, X (64 x 768) times W (768 x 768), float32:
 //    BM_matmul_fwd_bwd/weft   autograd: Y = matmul(X, W), backward gives dX and dW
 //    BM_matmul_fwd_bwd/eigen  the three products as Eigen expressions
-//    BM_matmul_fwd_bwd/naive  the three products as triple loops
+//    BM_matmul_fwd_bwd/naive  the three products as triple loops in the best simple order
+//                             (i-k-j for the two products with a row-streaming inner loop)
 // Counters: FLOP/s counts the multiply-adds of the products (2 flops each); the Adam update and
 // element-wise work are not counted. Thread count: the argument (1 or 2).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "weft/core/autograd.hpp"
 #include "weft/nn/layers.hpp"
 #include "weft/nn/optim.hpp"
+#include "weft/nn/vit.hpp"
 
 using namespace weft;
 
@@ -68,11 +75,13 @@ void BM_mlp_step_weft(benchmark::State& st) {
   st.counters["FLOP/s"] = benchmark::Counter(mlp_flops(), benchmark::Counter::kIsIterationInvariantRate);
 }
 
-// Hand-derived forward/backward with Eigen expressions and an Adam update written inline.
+// Hand-derived forward/backward with Eigen expressions and an Adam update written inline; the
+// activations and gradients live in preallocated members (no allocation per step).
 struct ManualMlp {
   using M = RowMatrix<float>;
   using V = Eigen::RowVectorXf;
   M w1, w2, gw1, gw2, m1, v1, m2, v2;
+  M h = M(kB, kHid), a = M(kB, kHid), gz = M(kB, kOut), ga = M(kB, kHid);  // activations and their gradients, reused
   V b1, b2, gb1, gb2, mb1, vb1, mb2, vb2;
   int t = 0;
   explicit ManualMlp(nn::MLP<float>& src) {
@@ -93,21 +102,22 @@ struct ManualMlp {
   }
   void step(const Tensor<float>& x, const std::vector<int>& y) {
     auto X = x.matrix();
-    M h = (X * w1.transpose()).rowwise() + b1;
-    M a = h.cwiseMax(0.0f);
-    M z = (a * w2.transpose()).rowwise() + b2;
-    // softmax cross entropy gradient
-    M gz = z;
-    for (index_t i = 0; i < z.rows(); ++i) {
-      float mx = z.row(i).maxCoeff();
-      gz.row(i) = (z.row(i).array() - mx).exp();
+    h.noalias() = X * w1.transpose();
+    h.rowwise() += b1;
+    a = h.cwiseMax(0.0f);
+    gz.noalias() = a * w2.transpose();
+    gz.rowwise() += b2;
+    // softmax cross entropy gradient, in place on the logits
+    for (index_t i = 0; i < gz.rows(); ++i) {
+      const float mx = gz.row(i).maxCoeff();
+      gz.row(i) = (gz.row(i).array() - mx).exp();
       gz.row(i) /= gz.row(i).sum();
       gz(i, y[std::size_t(i)]) -= 1.0f;
     }
-    gz /= float(z.rows());
+    gz /= float(gz.rows());
     gw2.noalias() = gz.transpose() * a;
     gb2 = gz.colwise().sum();
-    M ga = gz * w2;
+    ga.noalias() = gz * w2;
     ga = (h.array() > 0.0f).select(ga, 0.0f);
     gw1.noalias() = ga.transpose() * X;
     gb1 = ga.colwise().sum();
@@ -217,6 +227,23 @@ void BM_mlp_step_naive(benchmark::State& st) {
   st.counters["FLOP/s"] = benchmark::Counter(mlp_flops(), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+void BM_vit_step_weft(benchmark::State& st) {
+  set_num_threads(int(st.range(0)));
+  MlpData d;  // 64 batches of 32 rows of 64 values in [0, 1), labels in 0..9
+  Rng rng(1);
+  nn::TinyViT<float> vit(nn::ViTConfig{}, rng);
+  nn::Adam<float> opt(vit.parameters());
+  Tape<float> tape;
+  for (auto _ : st) {
+    const int b = d.advance();
+    opt.zero_grad();
+    Var<float> loss = cross_entropy(vit(tape.constant(d.x[b])), d.y[b]);
+    tape.backward(loss);
+    opt.step();
+    tape.reset();
+  }
+}
+
 constexpr index_t kM = 64, kK = 768, kN = 768;
 double matmul_flops() { return 3.0 * 2.0 * double(kM) * double(kK) * double(kN); }
 
@@ -260,9 +287,28 @@ void BM_matmul_fwd_bwd_naive(benchmark::State& st) {
   MatmulData d;
   std::vector<float> y(kM * kN), gx(kM * kK), gw(kK * kN);
   for (auto _ : st) {
-    ops::gemm_naive(false, false, d.x.data(), d.w.data(), y.data(), kM, kN, kK, false);
-    ops::gemm_naive(false, true, d.g.data(), d.w.data(), gx.data(), kM, kK, kN, false);
-    ops::gemm_naive(true, false, d.x.data(), d.g.data(), gw.data(), kK, kN, kM, false);
+    const float *x = d.x.data(), *w = d.w.data(), *g = d.g.data();
+    // y = x w (i-k-j: the inner loop runs along rows of w and y)
+    std::fill(y.begin(), y.end(), 0.0f);
+    for (index_t i = 0; i < kM; ++i)
+      for (index_t k = 0; k < kK; ++k) {
+        const float xik = x[i * kK + k];
+        for (index_t j = 0; j < kN; ++j) y[std::size_t(i * kN + j)] += xik * w[k * kN + j];
+      }
+    // gx = g w^T: gx_ik = sum_j g_ij w_kj, both rows contiguous (a dot product per element)
+    for (index_t i = 0; i < kM; ++i)
+      for (index_t k = 0; k < kK; ++k) {
+        float s = 0;
+        for (index_t j = 0; j < kN; ++j) s += g[i * kN + j] * w[k * kN + j];
+        gx[std::size_t(i * kK + k)] = s;
+      }
+    // gw = x^T g: gw_kj += x_ik g_ij, i-k-j order again
+    std::fill(gw.begin(), gw.end(), 0.0f);
+    for (index_t i = 0; i < kM; ++i)
+      for (index_t k = 0; k < kK; ++k) {
+        const float xik = x[i * kK + k];
+        for (index_t j = 0; j < kN; ++j) gw[std::size_t(k * kN + j)] += xik * g[i * kN + j];
+      }
     benchmark::DoNotOptimize(gw.data());
   }
   st.counters["FLOP/s"] = benchmark::Counter(matmul_flops(), benchmark::Counter::kIsIterationInvariantRate);
@@ -273,6 +319,7 @@ void BM_matmul_fwd_bwd_naive(benchmark::State& st) {
 BENCHMARK(BM_mlp_step_weft)->Name("BM_mlp_step/weft")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_mlp_step_eigen_manual)->Name("BM_mlp_step/eigen_manual")->Arg(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_mlp_step_naive)->Name("BM_mlp_step/naive")->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_vit_step_weft)->Name("BM_vit_step/weft")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_matmul_fwd_bwd_weft)->Name("BM_matmul_fwd_bwd/weft")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_matmul_fwd_bwd_eigen)->Name("BM_matmul_fwd_bwd/eigen")->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_matmul_fwd_bwd_naive)->Name("BM_matmul_fwd_bwd/naive")->Unit(benchmark::kMillisecond);

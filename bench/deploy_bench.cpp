@@ -9,7 +9,9 @@
 //                               the int8-activation path (VNNI vector body on AVX-512 VNNI)
 //  BM_eigen_gemv | BM_eigen_gemv_cold   float W (64 MB) times x with Eigen::Map
 //  BM_gemm/<bits>/<batch>, BM_eigen_gemm/<batch>   Y = X W^T for batch 8 and 64
-//  BM_triad                     a[i] = b[i] + 3 c[i] over three 256 MB arrays (DRAM-sized)
+//  BM_triad                     a[i] = b[i] + 3 c[i] over three 256 MB arrays (768 MB: DRAM-sized
+//                               only where the last-level cache is well below that; roofline_bench's
+//                               BM_triad_dram sizes itself from the cache)
 // Counters: bytes/s counts the weight bytes each call reads (packed words + steps, or 4 B per
 // float weight) plus x and y; the triad counts 12 B per element. FLOP/s = 2 rows cols batch.
 // Run: ./bench/deploy_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true

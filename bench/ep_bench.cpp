@@ -13,7 +13,9 @@
 //                             including the input drive and the final phi; gemv_loop:
 //                             ep::reference::hep_error; eigen_complex as (b))
 //   BM_hep_n4/eigen_complex_all  (b) with all four phases complex (no conjugate symmetry):
-//                             128 complex = 256 real columns, the setting of the PyTorch timing
+//                             128 complex = 256 real columns (how a complex-dtype framework
+//                             batches the four phases; bench/peers/torch_peers.py times PyTorch
+//                             complex64 on the step at weft's three-phase shape)
 // Counters: FLOP/s counts the multiply-adds of the connection products each implementation
 // performs (2 flops per real multiply-add, 8 per complex one), so the three read against the
 // same roofline; time ratios are the speed-ups.

@@ -9,7 +9,8 @@
 //     lphm_factored      phm::lphm_product        (n = 4, r = 1)
 //     lphm_materialized  phm::lphm_product_dense  (B = s t, kron_sum, matmul)
 //     eigen_gemm         the three products of a dense layer with a given H as Eigen expressions
-//                        (y = x H, dx = g H^T, dH = x^T g): the cost of a dense layer
+//                        (y = x H, dx = g H^T, dH = x^T g): the cost of a dense layer; runs at
+//                        the labelled thread count (Eigen::setNbThreads)
 //   BM_fwd<kind>/k/d/N               forward only, no gradients: phm_factored, lphm_factored,
 //                                    materialized (form H, one GEMM), cached (one GEMM with H)
 //   BM_kron_sum/vector|scalar        forming H (768 x 768, n = 4), the xsimd and scalar bodies
@@ -76,8 +77,11 @@ void BM_fwd_bwd(benchmark::State& st) {
   Problem<T> P(st.range(2), st.range(0), st.range(1));
   Tape<T> tape;
   RowMatrix<T> y(P.N, P.d), dx(P.N, P.k), dH(P.k, P.d);
+  // weft keeps Eigen single-threaded (core/detail/eigen.hpp); the Eigen baseline gets the
+  // labelled thread count through Eigen's own OpenMP GEMM, and is reset to 1 afterwards.
+  if constexpr (Kind == 4) Eigen::setNbThreads(int(st.range(3)));
   for (auto _ : st) {
-    if constexpr (Kind == 4) {  // plain Eigen: the three products of a dense layer
+    if constexpr (Kind == 4) {  // plain Eigen: the three products of a dense layer, at the labelled threads
       y.noalias() = P.x.matrix() * P.H.matrix();
       dx.noalias() = P.g.matrix() * P.H.matrix().transpose();
       dH.noalias() = P.x.matrix().transpose() * P.g.matrix();
@@ -96,6 +100,7 @@ void BM_fwd_bwd(benchmark::State& st) {
       tape.reset();
     }
   }
+  if constexpr (Kind == 4) Eigen::setNbThreads(1);
   set_flops(st, P.macs(Kind, true));
 }
 

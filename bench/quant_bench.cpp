@@ -7,15 +7,17 @@
 //  LSQ per-row forward+backward (values, codes; STE mask, gw += g mask, per-row dq/ds sums):
 //    BM_lsq/weft | BM_lsq/scalar
 //  Through autograd (the quantiser as a WeightTransform on a tape, backward from a seed):
-//    BM_statsq_tape | BM_lsq_tape   (the figure comparable with PyTorch's ~180 ms on one core)
-//  Bandwidth baseline: BM_triad  a[i] = b[i] + 3 c[i] (12 bytes per element), threads = argument.
+//    BM_statsq_tape | BM_lsq_tape   (scripts/bench times PyTorch's autograd at this shape beside it)
+//  Bandwidth baseline: BM_triad  a[i] = b[i] + 3 c[i] (12 bytes per element), threads = argument;
+//    three arrays of 9 MB (28 MB in all) stay in a large L3, so this is a cache-resident triad
+//    (bench/roofline_bench.cpp has the DRAM-sized BM_triad_dram).
 // Counters: bytes/s counts the arrays each pass must read or write once. StatsQ: forward reads w
 // once (the statistic pass; the values pass re-reads the same 3 KB row from L1, not counted) and
 // writes q and int16 codes (4 + 4 + 2 = 10 B/element); the backward reads g and gw and writes gw
 // (12 B). LSQ: forward reads w, writes q and codes (10 B); the backward is a separate pass that
 // reads w, g, gw and writes gw (16 B). The triad runs over three arrays of the weight's element
 // count (12 B/element, same counting: no write-allocate traffic in either), so a pass is "at
-// triad speed" when its GB/s equals BM_triad's.
+// cache-resident triad speed" when its GB/s equals BM_triad's.
 #include <benchmark/benchmark.h>
 
 #include <vector>

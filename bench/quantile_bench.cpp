@@ -3,6 +3,7 @@
 //
 //  One long row, y_k = U{-50..49} + 50 log(1 + k) (the data of scikit-learn's isotonic benchmark):
 //    BM_pava_row/weft/n       ops::isotonic_row, O(n), caller scratch
+//    BM_pava_row/stack/n      stack-based PAVA, O(n) (as scikit-learn's kernel): the simple baseline
 //    BM_pava_row/naive/n      pool the first violating adjacent pair of blocks and rescan from
 //                             the start: the textbook O(n^2) pool-adjacent-violators
 //  1e5 rows of 19 levels, q_k = Phi^{-1}(tau_k) + 0.3 N(0, 1) (most rows cross), or the same
@@ -58,6 +59,31 @@ void naive_pava(const double* q, double* out, index_t n, std::vector<double>& su
     for (index_t j = 0; j < cnt[b]; ++j) out[pos++] = sum[b] / double(cnt[b]);
 }
 
+/// Stack-based pool-adjacent-violators, O(n): push each point as a block, pool the top two blocks
+/// while they violate the order (the algorithm of scikit-learn's contiguous isotonic kernel),
+/// then expand the blocks. The simple baseline an implementer would write first.
+void stack_pava(const double* q, double* out, index_t n, std::vector<double>& sum, std::vector<index_t>& cnt) {
+  sum.clear();
+  cnt.clear();
+  for (index_t i = 0; i < n; ++i) {
+    double s = q[i];
+    index_t c = 1;
+    while (!sum.empty() && sum.back() * double(c) >= s * double(cnt.back())) {  // mean(top) >= mean(new)
+      s += sum.back();
+      c += cnt.back();
+      sum.pop_back();
+      cnt.pop_back();
+    }
+    sum.push_back(s);
+    cnt.push_back(c);
+  }
+  index_t pos = 0;
+  for (std::size_t b = 0; b < sum.size(); ++b) {
+    const double m = sum[b] / double(cnt[b]);
+    for (index_t j = 0; j < cnt[b]; ++j) out[pos++] = m;
+  }
+}
+
 void set_counters(benchmark::State& st, double points) {
   st.counters["items/s"] = benchmark::Counter(points, benchmark::Counter::kIsIterationInvariantRate);
   st.counters["bytes/s"] = benchmark::Counter(16 * points, benchmark::Counter::kIsIterationInvariantRate);
@@ -70,6 +96,20 @@ void BM_pava_row_weft(benchmark::State& st) {
   std::vector<index_t> ends(y.size());
   for (auto _ : st) {
     benchmark::DoNotOptimize(ops::isotonic_row(y.data(), out.data(), n, ends.data()));
+    benchmark::ClobberMemory();
+  }
+  set_counters(st, double(n));
+}
+
+void BM_pava_row_stack(benchmark::State& st) {
+  const index_t n = st.range(0);
+  const std::vector<double> y = long_row(n);
+  std::vector<double> out(y.size()), sum;
+  std::vector<index_t> cnt;
+  sum.reserve(y.size());
+  cnt.reserve(y.size());
+  for (auto _ : st) {
+    stack_pava(y.data(), out.data(), n, sum, cnt);
     benchmark::ClobberMemory();
   }
   set_counters(st, double(n));
@@ -166,6 +206,8 @@ void BM_sort_rows_std_sort(benchmark::State& st) {
 }  // namespace
 
 BENCHMARK(BM_pava_row_weft)->Name("BM_pava_row/weft")->Arg(1000)->Arg(10000)->Arg(100000)->Arg(1000000)
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_pava_row_stack)->Name("BM_pava_row/stack")->Arg(1000)->Arg(10000)->Arg(100000)->Arg(1000000)
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_pava_row_naive)->Name("BM_pava_row/naive")->Arg(1000)->Arg(3000)->Arg(10000)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_isotonic_rows_weft)->Name("BM_isotonic_rows/weft")->ArgNames({"threads", "sorted"})

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "common/report.hpp"
+#include "common/teacher.hpp"
 #include "weft/core/autograd/functions/arith.hpp"
 #include "weft/core/autograd/functions/nn.hpp"
 #include "weft/nn/layers.hpp"
@@ -47,60 +48,14 @@ constexpr index_t kIn = 32, kHid = 64, kOut = 16, kBatch = 64, kTest = 2048;
 constexpr int kPretrain = 3000, kSteps = 300;
 const std::vector<int> kCheckpoints = {0, 10, 25, 50, 100, 300};
 
-using Mat = Eigen::MatrixXd;
-using Teacher = std::vector<Mat>;  // weights (out, in)
+using weft_examples::teacher::Mat;
+using weft_examples::teacher::randn;
+using weft_examples::teacher::Teacher;
+using weft_examples::teacher::test_mse;
+using weft_examples::teacher::train_step;
+using weft_examples::teacher::forward;
 
-Mat randn(index_t rows, index_t cols, Rng& rng, double sd = 1.0) {
-  Mat m(rows, cols);
-  for (index_t i = 0; i < rows; ++i)
-    for (index_t j = 0; j < cols; ++j) m(i, j) = sd * rng.normal();
-  return m;
-}
-
-Teacher make_teacher(Rng& rng) {
-  const std::vector<index_t> sizes = {kIn, kHid, kHid, kOut};
-  Teacher t;
-  for (std::size_t l = 0; l + 1 < sizes.size(); ++l) t.push_back(randn(sizes[l + 1], sizes[l], rng, 1.0 / std::sqrt(double(sizes[l]))));
-  return t;
-}
-
-Teacher shift_teacher(const Teacher& t1, Rng& rng) {
-  Teacher t2 = t1;
-  for (auto& w : t2) {
-    const Mat d = randn(w.rows(), 8, rng) * randn(8, w.cols(), rng);
-    w += 0.5 * (w.norm() / d.norm()) * d;
-  }
-  return t2;
-}
-
-Mat teacher_forward(const Teacher& t, const Mat& x) {
-  Mat h = x;
-  for (std::size_t l = 0; l < t.size(); ++l) {
-    h = h * t[l].transpose();
-    if (l + 1 < t.size()) h = h.array().tanh().matrix();
-  }
-  return h;
-}
-
-/// mean over rows of |pred - y|^2 for the student (no gradient).
-double test_mse(nn::MLP<double>& m, const Tensor<double>& x, const Tensor<double>& y) {
-  Tape<double> tape;
-  no_grad ng;
-  const Tensor<double> p = m(tape.constant(x)).value();
-  return (p.array() - y.array()).square().sum() / double(x.dim(0));
-}
-
-/// One Adam step on the batch (x, y); returns the batch loss.
-double train_step(nn::MLP<double>& m, nn::Optimizer<double>& opt, Tape<double>& tape, const Tensor<double>& x,
-                  const Tensor<double>& y) {
-  opt.zero_grad();
-  Var<double> loss = mse(m(tape.constant(x)), tape.constant(y), Reduction::sum) * (1.0 / double(x.dim(0)));
-  const double v = loss.value().flat(0);
-  tape.backward(loss);
-  opt.step();
-  tape.reset();
-  return v;
-}
+Teacher make_teacher(Rng& rng) { return weft_examples::teacher::make({kIn, kHid, kHid, kOut}, rng); }
 
 enum Arm { frozen, full_ft, lora, lora_plus, pissa, olora, bone_shared, bone_affine, n_arms };
 const char* const kArmName[n_arms] = {"frozen", "full FT", "LoRA", "LoRA+", "PiSSA", "OLoRA", "BoneShared", "BoneAffine"};
@@ -187,7 +142,7 @@ int main(int argc, char** argv) {
   for (int s = 0; s < S; ++s) {
     Rng rng(std::uint64_t(1000 + s));
     const Teacher t1 = make_teacher(rng);
-    const Teacher t2 = shift_teacher(t1, rng);
+    const Teacher t2 = weft_examples::teacher::shift(t1, rng);
     // pretrain the student on T1
     nn::MLP<double> student({kIn, kHid, kHid, kOut}, rng, nn::Activation::tanh, false);
     {
@@ -198,7 +153,7 @@ int main(int argc, char** argv) {
       double last = 0;
       for (int step = 0; step < kPretrain; ++step) {
         const Mat x = randn(kBatch, kIn, rng);
-        last = train_step(student, opt, tape, Tensor<double>::from(x), Tensor<double>::from(teacher_forward(t1, x)));
+        last = train_step(student, opt, tape, Tensor<double>::from(x), Tensor<double>::from(forward(t1, x)));
       }
       std::fprintf(stderr, "%s seed %d: pretraining loss on T1 after %d steps %.4g\n", exp_id, s, kPretrain, last);
     }
@@ -207,10 +162,10 @@ int main(int argc, char** argv) {
     for (int step = 0; step < kSteps; ++step) {
       const Mat x = randn(kBatch, kIn, rng);
       bx.push_back(Tensor<double>::from(x));
-      by.push_back(Tensor<double>::from(teacher_forward(t2, x)));
+      by.push_back(Tensor<double>::from(forward(t2, x)));
     }
     const Mat xt = randn(kTest, kIn, rng);
-    const Tensor<double> tx = Tensor<double>::from(xt), ty = Tensor<double>::from(teacher_forward(t2, xt));
+    const Tensor<double> tx = Tensor<double>::from(xt), ty = Tensor<double>::from(forward(t2, xt));
     for (int a = 0; a < n_arms; ++a) {
       res[std::size_t(s)][std::size_t(a)] = run_arm(Arm(a), student, bx, by, tx, ty, std::uint64_t(5000 + 100 * s + a));
       const ArmResult& r = res[std::size_t(s)][std::size_t(a)];

@@ -191,7 +191,7 @@ SeedResult run_seed(Experiment& ex, int seed, bool sweep) {
       if (m == wanda)
         for (index_t r = 0; r < k.rows; ++r) res.count_violations += k.zeros_in_row(r) != prune::prune_count(ex.sparsity, k.cols);
     }
-    res.count_violations += prune::sparsity_report(layers).zeros != [&] {
+    res.count_violations += prune::sparsity_report(model).zeros != [&] {
       index_t z = 0;
       for (auto& k : masks) z += k.zeros();
       return z;

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/digits.hpp"
+#include "weft/nn/fold.hpp"
 #include "weft/nn/layers.hpp"
 #include "weft/reparam.hpp"
 
@@ -150,7 +151,7 @@ Run train_arm(const DigitsSplit& d, const Arm& arm, int seed, const Tensor<float
   }
   if (arm.kind != Kind::baseline) {  // fold into a plain MLP: same logits, same predictions
     const Tensor<float> before = logits(model, d.test.x);
-    reparam::fold_compander(model);
+    nn::fold(model);  // the one fold: w = Psi(v) baked, compander removed
     const Tensor<float> after = logits(model, d.test.x);
     r.fold_rel = max_abs_diff(before, after) / double(before.array().abs().maxCoeff());
     r.fold_preds_same = nn::argmax_rows(before) == nn::argmax_rows(after);

@@ -4,7 +4,9 @@
 #pragma once
 
 #include "weft/nn/attach.hpp"
+#include "weft/nn/attachment.hpp"
 #include "weft/nn/attention.hpp"
+#include "weft/nn/fold.hpp"
 #include "weft/nn/layers.hpp"
 #include "weft/nn/linear.hpp"
 #include "weft/nn/module.hpp"

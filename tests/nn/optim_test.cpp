@@ -331,6 +331,22 @@ TEST_CASE("nn/optim: pre- and post-step hooks run in order around the update") {
   CHECK(p.value()(1) == doctest::Approx(0.0));
 }
 
+TEST_CASE("nn/optim: add_pre_step_hook_first runs before the hooks installed earlier, and its handle removes it") {
+  Parameter<double> p(Tensor<double>::vector_of({1.0}));
+  nn::SGD<double> opt({p}, nn::SGDOptions{});
+  std::vector<std::string> log;
+  nn::HookHandle a = opt.add_pre_step_hook([&](nn::Optimizer<double>&) { log.push_back("a"); });
+  nn::HookHandle first = opt.add_pre_step_hook_first([&](nn::Optimizer<double>&) { log.push_back("first"); });
+  nn::HookHandle b = opt.add_pre_step_hook([&](nn::Optimizer<double>&) { log.push_back("b"); });
+  opt.step();
+  CHECK(log == std::vector<std::string>{"first", "a", "b"});
+  first.remove();
+  log.clear();
+  opt.step();
+  CHECK(log == std::vector<std::string>{"a", "b"});
+  CHECK(opt.num_pre_step_hooks() == 2);
+}
+
 TEST_CASE("nn/optim: a post-step hook that restores a value keeps it restored") {
   Parameter<double> p(Tensor<double>::vector_of({0.25, 0.5, 0.75}));
   nn::AdamOptions o;

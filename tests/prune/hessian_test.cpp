@@ -88,6 +88,31 @@ TEST_CASE("prune/hessian: H = (2 / n) sum X^T X, column norms, sequence counting
   WEFT_PRUNE_CHECK_FAILS(only_norms.hessian(), ConfigError, "prune::HessianStats::hessian");
 }
 
+TEST_CASE("prune/hessian: visit_sums exposes the running sums; adding two shards' sums gives the union") {
+  Rng rng(23);
+  Tensor<double> x1 = inputs(17, 4, rng), x2 = inputs(9, 4, rng);
+  for (bool with_h : {true, false}) {
+    HessianStats<double> all(4, with_h), a(4, with_h), b(4, with_h);
+    all.add_batch(x1);
+    all.add_batch(x2);
+    a.add_batch(x1);
+    b.add_batch(x2);
+    std::vector<std::vector<double>> sums_b;  // what an all-reduce of two ranks would add
+    b.visit_sums([&](double* p, std::size_t n) { sums_b.emplace_back(p, p + n); });
+    CHECK(sums_b.size() == (with_h ? 3u : 2u));
+    CHECK(sums_b.back() == std::vector<double>{9.0, 9.0});  // sequences, tokens
+    std::size_t k = 0;
+    a.visit_sums([&](double* p, std::size_t n) {
+      for (std::size_t i = 0; i < n; ++i) p[i] += sums_b[k][i];
+      ++k;
+    });
+    CHECK(a.samples() == 26);
+    CHECK(a.tokens() == 26);
+    if (with_h) CHECK((a.hessian() - all.hessian()).cwiseAbs().maxCoeff() < 1e-12);
+    for (index_t j = 0; j < 4; ++j) CHECK(a.column_norms().flat(j) == doctest::Approx(all.column_norms().flat(j)).epsilon(1e-14));
+  }
+}
+
 TEST_CASE("prune/hessian: dead inputs and damping; the inverse diagonal and U against a dense inverse") {
   Rng rng(22);
   for (index_t d : {1, 4, 9, 33}) {

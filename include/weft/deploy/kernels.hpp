@@ -80,6 +80,8 @@ inline float word_dot(word_t wd, const float* x, index_t c0, index_t cols, float
 template <int Bits, int GroupSize>
 index_t gemm_scratch_size(const PackedView<Bits, GroupSize>& w, index_t batch) {
   index_t n = 0;
+  (void)w;  // unused without xsimd
+  (void)batch;
 #if WEFT_USE_XSIMD
   if constexpr (simd::active<float> && detail::vector_format<Bits, GroupSize>)
     n += batch * (w.words_per_row() / simd::width<float>) * simd::width<float> * (32 / Bits);

@@ -182,8 +182,13 @@ class ClassIncrementalLearner {
  private:
   /// Runs f; if it throws, the parameters (values and shapes: the head grows), the memory, the
   /// teacher and the class bookkeeping are put back as they were, then the error propagates.
+  /// Without exceptions (WEFT_NO_EXCEPTIONS) a failed check ends in the error handler, which
+  /// does not return: f runs as is.
   template <class F>
   auto all_or_nothing(F&& f) {
+#ifdef WEFT_NO_EXCEPTIONS
+    return f();
+#else
     std::vector<Parameter<T>> params = model_->parameters();
     std::vector<Tensor<T>> values;
     for (auto& p : params) values.push_back(p.value().clone());
@@ -206,6 +211,7 @@ class ClassIncrementalLearner {
       model_->train();
       throw;
     }
+#endif
   }
 
   void check_task(const char* f, const Dataset<T>& train, const Dataset<T>& test, const std::vector<int>& classes,

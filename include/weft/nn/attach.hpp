@@ -16,6 +16,11 @@
 //     projection: Houlsby-style and Compacter adapters after attention and feed-forward);
 //   - forward hooks that observe the values the product saw and produced (calibration
 //     statistics): the transformed input and the final output.
+// Every attached object is an Attachable: it can be switched off (set_enabled(false); Linear
+// then skips it entirely, so with every attachment of a layer disabled its output is the base
+// output bit for bit) and says whether it is an adapter (a trainable PEFT / PHM add-on, which
+// nn::Attachments switches by name) or a transform of the model itself (quantiser, mask,
+// compander). What attach functions return, how to detach and how to fold: nn/attachment.hpp.
 // Families implement these interfaces; nn never needs to know them. Compositions come for free:
 // a quantiser after a compander, a LoRA side path over a quantised base.
 #pragma once
@@ -50,11 +55,41 @@ inline const char* to_string(TransformStage s) noexcept {
   return "?";
 }
 
+/// What every attached object has: an on/off switch and its kind. Not copyable through the
+/// base (attached objects live in shared_ptrs).
+class Attachable {
+ public:
+  virtual ~Attachable() = default;
+  /// False while switched off: nn::Linear skips it in forward, effective_weight and fold.
+  bool enabled() const noexcept { return enabled_; }
+  void set_enabled(bool on) noexcept { enabled_ = on; }
+  /// True for adapters (LoRA family, Bone family, PHM / bottleneck adapters), false for
+  /// transforms of the model itself (quantisers, masks, the compander).
+  virtual bool is_adapter() const { return false; }
+  /// Training mode (dropout on or off); a no-op for objects without one.
+  virtual void set_training(bool /*on*/) {}
+
+ private:
+  bool enabled_ = true;
+};
+
+/// Where an attached object sits on its layer.
+enum class Slot { transform, side, input, output };
+
+inline const char* to_string(Slot s) noexcept {
+  switch (s) {
+    case Slot::transform: return "weight transform";
+    case Slot::side: return "side path";
+    case Slot::input: return "input transform";
+    case Slot::output: return "output adapter";
+  }
+  return "?";
+}
+
 /// A differentiable map from the stored weight to the weight a layer uses.
 template <class T>
-class WeightTransform {
+class WeightTransform : public Attachable {
  public:
-  virtual ~WeightTransform() = default;
   /// Short name, used in parameter names and error messages ("statsq", "compander").
   virtual std::string name() const = 0;
   /// Its place in the canonical order (TransformStage::weight unless overridden).
@@ -77,20 +112,24 @@ class WeightTransform {
 
 /// A path that adds f(x) to a layer's output, x being the layer's input.
 template <class T>
-class SidePath {
+class SidePath : public Attachable {
  public:
-  virtual ~SidePath() = default;
   virtual std::string name() const = 0;
   /// f(x), of the layer's output shape.
   virtual Var<T> forward(const Var<T>& x) = 0;
   virtual void parameters(std::vector<std::pair<std::string, Parameter<T>>>& /*out*/) {}
+  /// True when f(x) = x dW^T for a weight-shaped dW (a linear path, without dropout at
+  /// inference): nn::fold can then merge it into the layer's weight.
+  virtual bool is_linear() const { return false; }
+  /// The (out, in) dW of a linear path as it contributes now (zeros while it contributes
+  /// nothing, e.g. a merged LoRA). Only called when is_linear().
+  virtual Tensor<T> linear_delta() const { return Tensor<T>(); }
 };
 
 /// A differentiable map of a layer's input, applied before the product (shape preserved).
 template <class T>
-class InputTransform {
+class InputTransform : public Attachable {
  public:
-  virtual ~InputTransform() = default;
   virtual std::string name() const = 0;
   virtual Var<T> apply(const Var<T>& x) = 0;
   virtual void parameters(std::vector<std::pair<std::string, Parameter<T>>>& /*out*/) {}
@@ -99,9 +138,8 @@ class InputTransform {
 /// A differentiable map of a layer's output, applied after the product and the side paths
 /// (shape preserved). An adapter with a residual returns y + f(y) itself.
 template <class T>
-class OutputAdapter {
+class OutputAdapter : public Attachable {
  public:
-  virtual ~OutputAdapter() = default;
   virtual std::string name() const = 0;
   virtual Var<T> forward(const Var<T>& y) = 0;
   virtual void parameters(std::vector<std::pair<std::string, Parameter<T>>>& /*out*/) {}

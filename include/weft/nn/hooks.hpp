@@ -137,6 +137,14 @@ class HookList {
     reg_->hooks.emplace_back(id, std::move(f));
     return HookHandle(std::weak_ptr<detail::HookRegistry>(reg_), id);
   }
+  /// Inserts f before every hook already installed (a hook that must see the step first, such
+  /// as dist::DataParallel's gradient all-reduce); the handle removes it.
+  HookHandle add_front(Fn f) {
+    if (!reg_) reg_ = std::make_shared<Registry>();
+    const std::size_t id = ++reg_->next;
+    reg_->hooks.emplace(reg_->hooks.begin(), id, std::move(f));
+    return HookHandle(std::weak_ptr<detail::HookRegistry>(reg_), id);
+  }
   /// Removes the hook with this id (ids of handles); returns whether it was installed.
   bool remove(std::size_t id) noexcept {
     if (!reg_ || !reg_->has_hook(id)) return false;

@@ -7,6 +7,10 @@
 //
 // forward(x): x' = in_m(...in_1(x)); W' = t_k(...t_1(W)); y = x' W'^T + b + sum_j side_j(x);
 // y = out_l(...out_1(y)); hooks see (x', y). Every attachment keeps the shapes it is given.
+// A disabled attachment (Attachable::set_enabled(false)) is skipped everywhere (forward,
+// effective_weight, folded_weight, fold), so with all of them disabled the layer computes its base
+// output bit for bit. remove(obj) takes any attached object off by identity (nn/attachment.hpp's
+// records detach through it).
 // The weight transforms t_1..t_k are kept in the canonical order of TransformStage (attach.hpp):
 // reparam -> weight -> quantizer -> mask, stable within a stage, whatever order they were added
 // in. add_transform refuses compositions that cannot work (a second quantiser or compander,
@@ -62,6 +66,7 @@ class Linear : public Module<T> {
     Tape<T>& t = x.tape();
     Var<T> xin = x;
     for (auto& it : input_transforms_) {
+      if (!it->enabled()) continue;
       Var<T> nx = it->apply(xin);
       WEFT_CHECK(nx.shape() == xin.shape(), shape, "nn::Linear::forward", "expected input transform '", it->name(),
                  "' to keep the shape ", xin.shape(), ", got ", nx.shape());
@@ -70,12 +75,14 @@ class Linear : public Module<T> {
     Var<T> w = effective_weight(t);
     Var<T> y = bias.defined() ? linear(xin, w, t.param(bias)) : linear(xin, w);
     for (auto& s : side_paths_) {
+      if (!s->enabled()) continue;
       Var<T> d = s->forward(x);
       WEFT_CHECK(d.shape() == y.shape(), shape, "nn::Linear::forward", "expected side path '", s->name(),
                  "' to return shape ", y.shape(), ", got ", d.shape());
       y = y + d;
     }
     for (auto& a : output_adapters_) {
+      if (!a->enabled()) continue;
       Var<T> ny = a->forward(y);
       WEFT_CHECK(ny.shape() == y.shape(), shape, "nn::Linear::forward", "expected output adapter '", a->name(),
                  "' to keep the shape ", y.shape(), ", got ", ny.shape());
@@ -90,6 +97,7 @@ class Linear : public Module<T> {
   Var<T> effective_weight(Tape<T>& t) {
     Var<T> w = t.param(weight);
     for (auto& tr : transforms_) {
+      if (!tr->enabled()) continue;
       Var<T> nw = tr->apply(w);
       WEFT_CHECK(nw.shape() == w.shape(), shape, "nn::Linear", "expected weight transform '", tr->name(),
                  "' to keep the weight shape ", w.shape(), ", got ", nw.shape());
@@ -97,17 +105,22 @@ class Linear : public Module<T> {
     }
     return w;
   }
-  /// The effective weight as a plain tensor (every transform folded in order).
+  /// The effective weight as a plain tensor (every enabled transform folded in order).
   Tensor<T> folded_weight() {
     Tensor<T> w = weight.value().clone();
-    for (auto& tr : transforms_) w = tr->fold(w);
+    for (auto& tr : transforms_)
+      if (tr->enabled()) w = tr->fold(w);
     return w;
   }
-  /// Bakes the transform chain into the stored weight and removes the transforms.
+  /// Bakes the enabled transforms into the stored weight and removes them (disabled ones stay).
+  /// Only the transform chain: nn::fold (attachment.hpp) also merges linear side paths.
   void fold() {
     Tensor<T> w = folded_weight();
     weight.value().copy_from(w);
-    transforms_.clear();
+    std::vector<std::shared_ptr<WeightTransform<T>>> keep;
+    for (auto& tr : transforms_)
+      if (!tr->enabled()) keep.push_back(tr);
+    transforms_ = std::move(keep);
   }
 
   /// Inserts a weight transform at its stage's place in the chain (after the transforms of the
@@ -142,6 +155,8 @@ class Linear : public Module<T> {
   }
   const std::vector<std::shared_ptr<WeightTransform<T>>>& transforms() const noexcept { return transforms_; }
   void clear_transforms() { transforms_.clear(); }
+  /// Removes the transform `t` (by identity); returns whether it was attached.
+  bool remove_transform(const WeightTransform<T>* t) { return erase_one(transforms_, t); }
 
   /// Adds a side path whose output is added to the layer's.
   void add_side_path(std::shared_ptr<SidePath<T>> s) {
@@ -150,14 +165,7 @@ class Linear : public Module<T> {
   }
   const std::vector<std::shared_ptr<SidePath<T>>>& side_paths() const noexcept { return side_paths_; }
   /// Removes the side path `s` (compared by identity); returns whether it was attached.
-  bool remove_side_path(const SidePath<T>* s) {
-    for (std::size_t i = 0; i < side_paths_.size(); ++i)
-      if (side_paths_[i].get() == s) {
-        side_paths_.erase(side_paths_.begin() + std::ptrdiff_t(i));
-        return true;
-      }
-    return false;
-  }
+  bool remove_side_path(const SidePath<T>* s) { return erase_one(side_paths_, s); }
   void clear_side_paths() { side_paths_.clear(); }
 
   /// Appends an input transform (applied after those already attached).
@@ -167,6 +175,8 @@ class Linear : public Module<T> {
   }
   const std::vector<std::shared_ptr<InputTransform<T>>>& input_transforms() const noexcept { return input_transforms_; }
   void clear_input_transforms() { input_transforms_.clear(); }
+  /// Removes the input transform `t` (by identity); returns whether it was attached.
+  bool remove_input_transform(const InputTransform<T>* t) { return erase_one(input_transforms_, t); }
 
   /// Appends an output adapter (applied after those already attached).
   void add_output_adapter(std::shared_ptr<OutputAdapter<T>> a) {
@@ -175,6 +185,19 @@ class Linear : public Module<T> {
   }
   const std::vector<std::shared_ptr<OutputAdapter<T>>>& output_adapters() const noexcept { return output_adapters_; }
   void clear_output_adapters() { output_adapters_.clear(); }
+  /// Removes the output adapter `a` (by identity); returns whether it was attached.
+  bool remove_output_adapter(const OutputAdapter<T>* a) { return erase_one(output_adapters_, a); }
+
+  /// Whether `a` is attached to this layer in any of the four places (by identity).
+  bool holds(const Attachable* a) const noexcept {
+    return find_in(transforms_, a) || find_in(side_paths_, a) || find_in(input_transforms_, a) ||
+           find_in(output_adapters_, a);
+  }
+  /// Removes `a` from whichever place holds it (by identity); returns whether it was attached.
+  bool remove(const Attachable* a) {
+    return erase_any(transforms_, a) || erase_any(side_paths_, a) || erase_any(input_transforms_, a) ||
+           erase_any(output_adapters_, a);
+  }
 
   /// Registers a hook called with (input, output) values after each forward; the handle
   /// removes it (hooks.hpp). A copy of the layer runs copies of its hooks, not owned by handles.
@@ -215,6 +238,31 @@ class Linear : public Module<T> {
   std::vector<std::shared_ptr<InputTransform<T>>> input_transforms_;
   std::vector<std::shared_ptr<OutputAdapter<T>>> output_adapters_;
   HookList<ForwardHook<T>> hooks_;
+
+  template <class P, class Q>
+  static bool erase_one(std::vector<std::shared_ptr<P>>& v, const Q* p) {
+    for (std::size_t i = 0; i < v.size(); ++i)
+      if (v[i].get() == p) {
+        v.erase(v.begin() + std::ptrdiff_t(i));
+        return true;
+      }
+    return false;
+  }
+  template <class P>
+  static bool find_in(const std::vector<std::shared_ptr<P>>& v, const Attachable* a) noexcept {
+    for (auto& e : v)
+      if (static_cast<const Attachable*>(e.get()) == a) return true;
+    return false;
+  }
+  template <class P>
+  static bool erase_any(std::vector<std::shared_ptr<P>>& v, const Attachable* a) {
+    for (std::size_t i = 0; i < v.size(); ++i)
+      if (static_cast<const Attachable*>(v[i].get()) == a) {
+        v.erase(v.begin() + std::ptrdiff_t(i));
+        return true;
+      }
+    return false;
+  }
 
   /// Index at which a transform of stage st goes: after every transform of stage <= st.
   std::size_t insert_position(TransformStage st) const noexcept {

@@ -85,6 +85,9 @@ class Optimizer {
 
   /// Runs h before every update (gradients are final); the handle removes it.
   [[nodiscard]] HookHandle add_pre_step_hook(Hook h) { return pre_hooks_.add(std::move(h)); }
+  /// Runs h before every update and before the pre-step hooks installed so far (for a hook
+  /// that makes the gradients final, as dist::DataParallel's all-reduce); the handle removes it.
+  [[nodiscard]] HookHandle add_pre_step_hook_first(Hook h) { return pre_hooks_.add_front(std::move(h)); }
   /// Runs h after every update; the handle removes it.
   [[nodiscard]] HookHandle add_post_step_hook(Hook h) { return post_hooks_.add(std::move(h)); }
   std::size_t num_pre_step_hooks() const noexcept { return pre_hooks_.size(); }

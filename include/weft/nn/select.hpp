@@ -65,12 +65,16 @@ class Selector {
   /// Layers whose whole dotted name matches the ECMAScript regular expression `pattern`.
   static Selector regex(const std::string& pattern) {
     Selector s;
+#ifdef WEFT_NO_EXCEPTIONS  // the standard library reports an invalid pattern itself (and aborts)
+    s.re_ = std::make_shared<std::regex>(pattern, std::regex::ECMAScript);
+#else
     try {
       s.re_ = std::make_shared<std::regex>(pattern, std::regex::ECMAScript);
     } catch (const std::regex_error& e) {
       WEFT_CHECK(false, config, "nn::Selector::regex", "expected a valid regular expression, got '", pattern, "' (",
                  e.what(), ")");
     }
+#endif
     s.kind_ = Kind::regex;
     s.pattern_ = pattern;
     return s;

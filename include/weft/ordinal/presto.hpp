@@ -324,7 +324,9 @@ PrestoCv<T> presto(const Tensor<T>& x, const std::vector<int>& y, const PrestoOp
   fo.num_classes = P.K;
   parallel_for(0, F, 1, [&](index_t lo, index_t hi) {
     for (index_t f = lo; f < hi; ++f) {
+#ifndef WEFT_NO_EXCEPTIONS  // without exceptions a failed check ends in the error handler
       try {
+#endif
         std::vector<index_t> train, test;
         for (index_t i = 0; i < n; ++i) (fold[std::size_t(i)] == f ? test : train).push_back(i);
         const auto Pf = detail::make_problem(x, y, w, train, fo.num_classes, fo.standardize, true, fn);
@@ -342,9 +344,11 @@ PrestoCv<T> presto(const Tensor<T>& x, const std::vector<int>& y, const PrestoOp
           clamped[std::size_t(f)] += pr.clamped_rows;
           cv.fold_brier[std::size_t(f)][std::size_t(l)] = brier_score(pr.probs, yt, wt);
         }
+#ifndef WEFT_NO_EXCEPTIONS
       } catch (...) {
         errors[std::size_t(f)] = std::current_exception();
       }
+#endif
     }
   });
   for (auto& e : errors)

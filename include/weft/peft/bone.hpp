@@ -102,6 +102,13 @@ class BoneShared : public nn::SidePath<T>, public Adapter<T> {
   std::string name() const override { return "bone_shared"; }
   std::string method() const override { return "bone_shared"; }
   bool is_side_path() const override { return true; }
+  bool is_adapter() const override { return true; }
+  void set_training(bool on) noexcept override { Adapter<T>::set_training(on); }
+  bool is_linear() const override { return true; }  ///< f(x) = x dW^T: nn::fold merges it
+  /// The tiled dW, or zeros while merged.
+  Tensor<T> linear_delta() const override {
+    return this->merged() ? Tensor<T>(this->base_weight().shape()) : Adapter<T>::delta_weight();
+  }
   Var<T> forward(const Var<T>& x) override {
     return detail::shared_shard_forward(*this, x, o_.dropout, rng_, "peft::BoneShared::forward",
                                         [&](const Var<T>& s) { return detail::rows_times(s, x.tape().param(M_)); });
@@ -140,6 +147,13 @@ class MissMini : public nn::SidePath<T>, public Adapter<T> {
   std::string name() const override { return "miss_mini"; }
   std::string method() const override { return "miss_mini"; }
   bool is_side_path() const override { return true; }
+  bool is_adapter() const override { return true; }
+  void set_training(bool on) noexcept override { Adapter<T>::set_training(on); }
+  bool is_linear() const override { return true; }  ///< f(x) = x dW^T: nn::fold merges it
+  /// The tiled dW, or zeros while merged.
+  Tensor<T> linear_delta() const override {
+    return this->merged() ? Tensor<T>(this->base_weight().shape()) : Adapter<T>::delta_weight();
+  }
   Var<T> forward(const Var<T>& x) override {
     return detail::shared_shard_forward(*this, x, o_.dropout, rng_, "peft::MissMini::forward", [&](const Var<T>& s) {
       return tile(detail::rows_times(s, x.tape().param(M0_)), this->out_features());
@@ -187,6 +201,8 @@ class BoneAffine : public nn::WeightTransform<T>, public Adapter<T> {
   bool needs_plain_weight() const override { return true; }
   std::string method() const override { return "bone_affine"; }
   bool is_side_path() const override { return false; }
+  bool is_adapter() const override { return true; }
+  void set_training(bool on) noexcept override { Adapter<T>::set_training(on); }
   /// W' = W (I + B) + B (w itself while merged).
   Var<T> apply(const Var<T>& w) override {
     WEFT_CHECK(w.shape() == Shape({this->out_features(), this->in_features()}), shape, "peft::BoneAffine::apply",

@@ -126,6 +126,14 @@ class Lora : public nn::SidePath<T>, public Adapter<T> {
   std::string name() const override { return method(); }
   std::string method() const override { return detail::lora_method(o_.init); }
   bool is_side_path() const override { return true; }
+  bool is_adapter() const override { return true; }
+  void set_training(bool on) noexcept override { Adapter<T>::set_training(on); }
+  /// f(x) = x (s B A)^T at inference: nn::fold merges it.
+  bool is_linear() const override { return true; }
+  /// s B A, or zeros while merged (the path then adds nothing).
+  Tensor<T> linear_delta() const override {
+    return this->merged() ? Tensor<T>(this->base_weight().shape()) : Adapter<T>::delta_weight();
+  }
 
   /// s drop(x) A^T B^T, of shape (..., out); zeros while merged.
   Var<T> forward(const Var<T>& x) override {

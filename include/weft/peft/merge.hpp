@@ -4,9 +4,19 @@
 //   peft::merge(model);              // W <- W' for every unmerged adapter; merged adapters add nothing
 //   peft::merge(model, {true});      // safe: refuse (ValueError) if any merged weight has NaN/Inf
 //   peft::unmerge(model);            // back, exact up to rounding
-//   peft::merge_and_unload(model);   // merge, then detach every adapter: a plain model
-//   peft::unload(model);             // detach every adapter without merging (PiSSA/OLoRA leave W_res!)
+//   peft::merge_and_unload(model);   // = nn::fold(model, all, adapters_only): bake and remove
+//   peft::unload(model);             // remove every adapter without merging (PiSSA/OLoRA leave W_res!)
 //   peft::convert_to_lora(model);    // PiSSA/OLoRA -> rank-2r LoRA on the restored original W
+// To undo an attachment exactly (PiSSA/OLoRA bases restored too), detach its record
+// (nn::Attachment::detach); to bake it, merge_and_unload or nn::fold.
+// merge / unmerge are the reversible merge (PEFT's merge_adapter / unmerge_adapter): the adapter
+// stays attached, adds nothing while merged, and keeps the typed look-up of peft adapters.
+// Unmerge before detaching a record: a merged adapter's delta lives in the weight, and a plain
+// LoRA's record has no snapshot of the weight to restore (only PiSSA / OLoRA records do).
+// merge_and_unload is a thin wrapper over the one fold (nn/fold.hpp) with adapters_only: on a
+// quantised base the delta goes into the stored float weight, the quantiser stays and
+// re-quantises (nn::fold's report gives the re-quantisation error); only a compander or another
+// general weight map under the adapter still makes it a ConfigError.
 // Order within a layer: merge() folds the BoneAffine transforms in chain order (each needs only
 // merged adapters before it in the chain), then the side paths in order (these need every
 // transform of the layer to be a merged adapter: a LoRA delta cannot be folded under a quantiser
@@ -22,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "weft/nn/fold.hpp"
 #include "weft/peft/model.hpp"
 
 namespace weft::peft {
@@ -139,38 +150,35 @@ index_t unmerge(nn::Module<T>& model) {
   return detail::commit(plans, false);
 }
 
-/// Detaches every adapter of `model` (side paths and transforms) without merging: merged ones
-/// stay in the weights, unmerged ones are dropped. PiSSA / OLoRA bases keep W_res. Returns how
-/// many were removed.
+/// Removes every adapter of `model` (every attached object with Attachable::is_adapter: side
+/// paths, weight transforms, output adapters) without merging: merged ones stay in the weights,
+/// unmerged ones are dropped. PiSSA / OLoRA bases keep W_res (detach the record to restore W).
+/// Returns how many were removed.
 template <class T>
 index_t unload(nn::Module<T>& model) {
   index_t n = 0;
   for (auto& l : detail::unique_linears(model)) {
-    nn::Linear<T>& lin = *l.second;
-    std::vector<std::shared_ptr<nn::SidePath<T>>> keep_s;
-    for (auto& s : lin.side_paths()) {
-      if (dynamic_cast<Adapter<T>*>(s.get())) ++n;
-      else keep_s.push_back(s);
-    }
-    std::vector<std::shared_ptr<nn::WeightTransform<T>>> keep_t;
-    for (auto& t : lin.transforms()) {
-      if (dynamic_cast<Adapter<T>*>(t.get())) ++n;
-      else keep_t.push_back(t);
-    }
-    lin.clear_side_paths();
-    for (auto& s : keep_s) lin.add_side_path(s);
-    lin.clear_transforms();
-    for (auto& t : keep_t) lin.add_transform(t);
+    std::vector<const nn::Attachable*> gone;
+    detail::for_each_adapter(*l.second, [&](nn::Attachable& a, auto&) { gone.push_back(&a); });
+    for (auto* a : gone) n += l.second->remove(a) ? 1 : 0;
   }
   return n;
 }
 
-/// merge(model, o), then unload(model): a plain model computing the adapted function. Returns the
-/// number of adapters removed.
+/// Bakes every adapter of `model` into its layer's weight and removes it: a thin wrapper over
+/// nn::fold(model, all, adapters_only, require_all) (nn/fold.hpp). Merged adapters are removed (their
+/// delta is in the weight already); quantisers and masks stay and re-quantise the merged weight.
+/// ConfigError (model unchanged) when an adapter cannot be folded (under a compander or another
+/// general weight map); ValueError with o.safe for NaN/Inf. Returns the number of adapters folded.
+/// Call nn::fold directly for the report (re-quantisation errors).
 template <class T>
 index_t merge_and_unload(nn::Module<T>& model, const MergeOptions& o = {}) {
-  merge(model, o);
-  return unload(model);
+  nn::FoldOptions fo;
+  fo.adapters_only = true;
+  fo.safe = o.safe;
+  fo.require_all = true;
+  fo.caller = "peft::merge_and_unload";
+  return index_t(nn::fold(model, nn::Selector<T>(), fo).folded.size());
 }
 
 /// Replaces every unmerged PiSSA / OLoRA adapter of `model` by its plain rank-2r LoRA

@@ -12,8 +12,10 @@
 // string) or a predicate on (name, layer). Attention projections are Linears, so "q_proj"
 // reaches every attention block. A name that matches no layer, or an empty selection, is an
 // error listing the model's layers. attach_* checks every targeted layer before changing any (a
-// throwing call leaves the model as it was). The returned Attachment holds raw pointers to the
-// model's layers: rebuild it after moving the model.
+// throwing call leaves the model as it was). The returned peft::Attachment is an nn::Attachment
+// (nn/attachment.hpp: parameters(), set_enabled, detach() restoring the model bit for bit, PiSSA /
+// OLoRA bases included; named adapters with nn::Attachments) with a typed view `adapters`. It holds
+// raw pointers to the model's layers: rebuild it after moving the model.
 #pragma once
 
 #include <cmath>
@@ -22,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "weft/nn/attachment.hpp"
 #include "weft/nn/linear.hpp"
 #include "weft/nn/module.hpp"
 #include "weft/nn/optim.hpp"
@@ -42,16 +45,26 @@ inline bool is_target(const std::string& name, const std::vector<std::string>& t
   return false;
 }
 
-/// The PEFT adapters of a layer: its side paths, then its weight transforms, that are Adapters.
-template <class T>
-std::vector<Adapter<T>*> adapters_of(nn::Linear<T>& layer) {
-  std::vector<Adapter<T>*> out;
-  for (auto& s : layer.side_paths())
-    if (auto* a = dynamic_cast<Adapter<T>*>(s.get())) out.push_back(a);
-  for (auto& t : layer.transforms())
-    if (auto* a = dynamic_cast<Adapter<T>*>(t.get())) out.push_back(a);
-  return out;
+namespace detail {
+/// Calls f(object, its parameters) for every attached object of `layer` that is an adapter
+/// (Attachable::is_adapter): side paths, weight transforms, input transforms, output adapters.
+template <class T, class F>
+void for_each_adapter(nn::Linear<T>& layer, F&& f) {
+  std::vector<std::pair<std::string, Parameter<T>>> ps;
+  auto each = [&](auto& list) {
+    for (auto& a : list)
+      if (a->is_adapter()) {
+        ps.clear();
+        a->parameters(ps);
+        f(*a, ps);
+      }
+  };
+  each(layer.side_paths());
+  each(layer.transforms());
+  each(layer.input_transforms());
+  each(layer.output_adapters());
 }
+}  // namespace detail
 
 /// One adapter attached by attach_*: the layer's dotted name, the layer and the adapter.
 template <class T>
@@ -61,23 +74,12 @@ struct AttachedAdapter {
   std::shared_ptr<Adapter<T>> adapter;
 };
 
-/// What attach_* returns.
+/// What attach_* returns: an nn::Attachment (technique = the adapter method) with the typed view
+/// `adapters` (the same objects, in layer order).
 template <class T>
-struct Attachment {
+struct Attachment : nn::Attachment<T> {
+  using nn::Attachment<T>::Attachment;
   std::vector<AttachedAdapter<T>> adapters;
-  /// Trainable scalars of the attached adapters.
-  index_t num_trainable() const {
-    index_t n = 0;
-    for (auto& a : adapters) n += a.adapter->num_trainable();
-    return n;
-  }
-  /// The attached adapters' parameters.
-  std::vector<Parameter<T>> parameters() const {
-    std::vector<Parameter<T>> out;
-    for (auto& a : adapters)
-      for (auto& p : a.adapter->adapter_parameters()) out.push_back(p.second);
-    return out;
-  }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -124,14 +126,23 @@ struct BoneAffineProbe : nn::WeightTransform<T> {
   Var<T> apply(const Var<T>& w) override { return w; }
 };
 
+/// Checks every selected layer, then adds one adapter per layer (add returns the typed
+/// shared_ptr) and records it; `rewrites` (PiSSA / OLoRA) snapshots each weight first.
 template <class T, class Check, class Add>
-Attachment<T> attach_each(nn::Module<T>& model, const nn::Selector<T>& targets, const char* fn, Check check, Add add) {
+Attachment<T> attach_each(nn::Module<T>& model, const nn::Selector<T>& targets, const char* fn, std::string technique,
+                          bool rewrites, Check check, Add add) {
   const auto sel = targets.resolve(model, fn);
   for (auto& l : sel)
     WEFT_CHECK(l.second->weight.defined(), config, fn, "expected constructed layers, got an empty Linear '", l.first, "'");
   for (auto& l : sel) check(*l.second, l.first);  // all layers first
-  Attachment<T> att;
-  for (auto& l : sel) att.adapters.push_back(AttachedAdapter<T>{l.first, l.second, add(*l.second)});
+  Attachment<T> att(std::move(technique));
+  for (auto& l : sel) {
+    Tensor<T> before = rewrites ? l.second->weight.value().clone() : Tensor<T>();
+    auto a = add(*l.second);
+    att.record(l.first, *l.second, a, std::move(before));
+    att.adapters.push_back(AttachedAdapter<T>{l.first, l.second, a});
+  }
+  att.seal();
   return att;
 }
 }  // namespace detail
@@ -142,32 +153,32 @@ Attachment<T> attach_lora(nn::Module<T>& model, const LoraOptions& o, Rng& rng, 
   const char* fn = "peft::attach_lora";
   const bool residual = o.init == LoraInit::pissa || o.init == LoraInit::olora;
   return detail::attach_each(
-      model, targets, fn,
+      model, targets, fn, detail::lora_method(o.init), residual,
       [&](nn::Linear<T>& l, const std::string& name) {
         detail::check_lora(l.in_features(), l.out_features(), o, fn);
         if (residual)  // residual inits need finite bases
           WEFT_CHECK(l.weight.value().all_finite(), value, fn, "expected finite base weights, got NaN or Inf in '", name,
                      "'");
       },
-      [&](nn::Linear<T>& l) { return std::shared_ptr<Adapter<T>>(add_lora(l, o, rng)); });
+      [&](nn::Linear<T>& l) { return add_lora(l, o, rng); });
 }
 template <class T>
 Attachment<T> attach_bone_shared(nn::Module<T>& model, const BoneOptions& o, Rng& rng,
                                  const nn::SelectorArg<T>& targets = {}) {
   const char* fn = "peft::attach_bone_shared";
   return detail::attach_each(
-      model, targets, fn,
+      model, targets, fn, "bone_shared", false,
       [&](nn::Linear<T>& l, const std::string&) { detail::check_bone_shared(l.in_features(), l.out_features(), o, false, fn); },
-      [&](nn::Linear<T>& l) { return std::shared_ptr<Adapter<T>>(add_bone_shared(l, o, rng)); });
+      [&](nn::Linear<T>& l) { return add_bone_shared(l, o, rng); });
 }
 template <class T>
 Attachment<T> attach_miss_mini(nn::Module<T>& model, const BoneOptions& o, Rng& rng,
                                const nn::SelectorArg<T>& targets = {}) {
   const char* fn = "peft::attach_miss_mini";
   return detail::attach_each(
-      model, targets, fn,
+      model, targets, fn, "miss_mini", false,
       [&](nn::Linear<T>& l, const std::string&) { detail::check_bone_shared(l.in_features(), l.out_features(), o, true, fn); },
-      [&](nn::Linear<T>& l) { return std::shared_ptr<Adapter<T>>(add_miss_mini(l, o, rng)); });
+      [&](nn::Linear<T>& l) { return add_miss_mini(l, o, rng); });
 }
 template <class T>
 Attachment<T> attach_bone_affine(nn::Module<T>& model, const BoneOptions& o, Rng& rng,
@@ -175,22 +186,24 @@ Attachment<T> attach_bone_affine(nn::Module<T>& model, const BoneOptions& o, Rng
   const char* fn = "peft::attach_bone_affine";
   WEFT_CHECK(o.dropout == 0, config, fn, "expected dropout 0 (the block-affine map has none), got ", o.dropout);
   return detail::attach_each(
-      model, targets, fn,
+      model, targets, fn, "bone_affine", false,
       [&](nn::Linear<T>& l, const std::string&) {
         detail::check_bone_affine(l.in_features(), l.out_features(), o, fn);
         l.check_transform(detail::BoneAffineProbe<T>(), fn);  // it must act on the plain stored weight
       },
-      [&](nn::Linear<T>& l) { return std::shared_ptr<Adapter<T>>(add_bone_affine(l, o, rng)); });
+      [&](nn::Linear<T>& l) { return add_bone_affine(l, o, rng); });
 }
 
-/// Freezes every parameter of `model` except the parameters of its PEFT adapters (PEFT's
-/// mark_only_lora_as_trainable, biases included in the frozen set). Returns the trainable count.
+/// Freezes every parameter of `model` except the parameters of its adapters (every attached
+/// object with Attachable::is_adapter: PEFT and PHM adapters; PEFT's mark_only_lora_as_trainable,
+/// biases included in the frozen set). Returns the trainable count.
 template <class T>
 index_t freeze_base(nn::Module<T>& model) {
   model.set_requires_grad(false);
   for (auto& l : find_linears(model))
-    for (Adapter<T>* a : adapters_of(*l.second))
-      for (auto& p : a->adapter_parameters()) p.second.set_requires_grad(true);
+    detail::for_each_adapter(*l.second, [](nn::Attachable&, std::vector<std::pair<std::string, Parameter<T>>>& ps) {
+      for (auto& p : ps) p.second.set_requires_grad(true);
+    });
   return model.num_parameters(true);
 }
 
@@ -198,11 +211,13 @@ index_t freeze_base(nn::Module<T>& model) {
 template <class T>
 void set_training(nn::Module<T>& model, bool on) {
   for (auto& l : find_linears(model))
-    for (Adapter<T>* a : adapters_of(*l.second)) a->set_training(on);
+    detail::for_each_adapter(*l.second,
+                             [on](nn::Attachable& a, std::vector<std::pair<std::string, Parameter<T>>>&) { a.set_training(on); });
 }
 
 /// LoRA+ (Hayou, Ghosh & Yu 2024) parameter groups, PEFT's create_loraplus_optimizer rule over the
-/// trainable parameters: "loraplus.A" (every LoRA A and any other trainable matrix: lr,
+/// trainable parameters (a LoRA-family side path is known by its name, "lora", "pissa" or "olora",
+/// and its B by the parameter name "B"): "loraplus.A" (every LoRA A and any other trainable matrix: lr,
 /// weight_decay), "loraplus.B" (every LoRA B: ratio x lr, weight_decay), "loraplus.B_no_decay"
 /// (1-D trainable parameters such as biases: ratio x lr, decay 0). Empty groups are left out.
 /// The authors recommend ratio = 16 (and about half of vanilla LoRA's lr).
@@ -214,9 +229,16 @@ std::vector<nn::ParamGroup<T>> loraplus_param_groups(nn::Module<T>& model, doubl
              "expected finite lr >= 0 and weight_decay >= 0, got ", lr, " and ", weight_decay);
   WEFT_CHECK(ratio >= 1 && std::isfinite(ratio), value, fn, "expected a finite lr ratio >= 1, got ", ratio);
   std::vector<Parameter<T>> bs;
+  std::vector<std::pair<std::string, Parameter<T>>> ps;
   for (auto& l : find_linears(model))
-    for (auto& s : l.second->side_paths())
-      if (auto* lo = dynamic_cast<Lora<T>*>(s.get())) bs.push_back(lo->B());
+    for (auto& s : l.second->side_paths()) {
+      const std::string n = s->name();
+      if (n != "lora" && n != "pissa" && n != "olora") continue;
+      ps.clear();
+      s->parameters(ps);
+      for (auto& p : ps)
+        if (p.first == "B") bs.push_back(p.second);
+    }
   nn::ParamGroup<T> ga, gb, gbn;
   ga.name = "loraplus.A";
   ga.lr = lr;

@@ -29,7 +29,9 @@
 #include "weft/core/autograd/functions/unary.hpp"
 #include "weft/nn/attention.hpp"
 #include "weft/nn/layers.hpp"
+#include "weft/nn/attachment.hpp"
 #include "weft/nn/linear.hpp"
+#include "weft/nn/select.hpp"
 #include "weft/phm/layer.hpp"
 
 namespace weft::phm {
@@ -119,6 +121,7 @@ class HypercomplexAdapter : public nn::OutputAdapter<T> {
     kind_ = c.kind;
   }
   std::string name() const override { return kind_ == AdapterKind::phm_adapter ? "phm_adapter" : "compacter"; }
+  bool is_adapter() const override { return true; }
   Var<T> forward(const Var<T>& h) override { return h + up(gelu(down(h))); }
   void parameters(std::vector<std::pair<std::string, Parameter<T>>>& out) override {
     for (auto& e : down.named_parameters()) out.emplace_back("down." + e.first, e.second);
@@ -145,6 +148,7 @@ class BottleneckAdapter : public nn::OutputAdapter<T> {
     up.bias.value().set_zero();
   }
   std::string name() const override { return "bottleneck"; }
+  bool is_adapter() const override { return true; }
   Var<T> forward(const Var<T>& h) override { return h + up(gelu(down(h))); }
   void parameters(std::vector<std::pair<std::string, Parameter<T>>>& out) override {
     for (auto& e : down.named_parameters()) out.emplace_back("down." + e.first, e.second);
@@ -160,36 +164,49 @@ std::shared_ptr<nn::OutputAdapter<T>> make_adapter(index_t dim, const AdapterCon
   return std::make_shared<BottleneckAdapter<T>>(dim, c, rng);
 }
 
-/// What add_adapters returns: the shared rule (Compacter kinds) and the adapters in order
-/// (per block: after attention, then after the feed-forward).
+/// What add_adapters returns: an nn::Attachment (technique = the adapter kind; parameters() lists
+/// a shared rule once; detach() removes every adapter) with the shared rule (Compacter kinds) and
+/// the adapters in attach order (per block: after attention, then after the feed-forward).
 template <class T>
-struct AdapterSet {
+struct AdapterSet : nn::Attachment<T> {
+  using nn::Attachment<T>::Attachment;
   AdapterConfig config;
   PhmRule<T> rule;
   std::vector<std::shared_ptr<nn::OutputAdapter<T>>> adapters;
 
-  /// Every adapter parameter once (a shared rule once).
-  std::vector<Parameter<T>> parameters() const {
-    std::vector<Parameter<T>> out;
-    std::vector<std::pair<std::string, Parameter<T>>> ps;
-    for (auto& a : adapters) {
-      ps.clear();
-      a->parameters(ps);
-      for (auto& e : ps)
-        if (std::find(out.begin(), out.end(), e.second) == out.end()) out.push_back(e.second);
-    }
-    return out;
-  }
-  index_t num_parameters() const {
-    index_t c = 0;
-    for (auto& p : parameters()) c += p.numel();
-    return c;
-  }
+  /// Scalars of parameters() (a shared rule once): num_trainable() under its historic name.
+  index_t num_parameters() const { return this->num_trainable(); }
 };
+
+/// Attaches one adapter of configuration c as an output adapter of every Linear `select` picks in
+/// `model` (dim = the layer's output width; one rule drawn for the whole set when
+/// c.phm.shared_rule). Checked before any layer changes. The paper's placement in a Transformer
+/// is the selector nn::Selector<T>::regex(".*(attn\\.out_proj|mlp\\.layers\\.1)") for
+/// two-layer MLPs, or add_adapters(blocks, ...) below.
+template <class T>
+AdapterSet<T> add_adapters(nn::Module<T>& model, const AdapterConfig& c, Rng& rng, const nn::SelectorArg<T>& select) {
+  const char* fn = "phm::add_adapters";
+  const auto sel = select.resolve(model, fn);
+  for (auto& l : sel) {
+    WEFT_CHECK(l.second->weight.defined(), config, fn, "expected constructed layers, got an empty Linear '", l.first, "'");
+    bottleneck(l.second->out_features(), c, fn);
+  }
+  AdapterSet<T> set(to_string(c.kind));
+  set.config = c;
+  if (c.hypercomplex() && c.phm.shared_rule) set.rule = PhmRule<T>::shared(rng, shared_rule_options(c.phm));
+  for (auto& l : sel) {
+    set.adapters.push_back(make_adapter(l.second->out_features(), c, set.rule, rng));
+    l.second->add_output_adapter(set.adapters.back());
+    set.record(l.first, *l.second, set.adapters.back());
+  }
+  set.seal();
+  return set;
+}
 
 /// Attaches adapters of configuration c to every block: on attn.out_proj (after attention, for
 /// Compacter, PHM-Adapter, Houlsby) and on mlp.layers.back() (after the feed-forward). One rule
-/// is drawn for the whole set when c.phm.shared_rule. Checked before any block changes.
+/// is drawn for the whole set when c.phm.shared_rule. Checked before any block changes. (The
+/// paper's placement for a list of blocks outside a model; on a model, the selector form above.)
 template <class T>
 AdapterSet<T> add_adapters(std::vector<nn::TransformerBlock<T>>& blocks, const AdapterConfig& c, Rng& rng) {
   const char* fn = "phm::add_adapters";
@@ -199,17 +216,22 @@ AdapterSet<T> add_adapters(std::vector<nn::TransformerBlock<T>>& blocks, const A
                "expected constructed TransformerBlocks, got an empty one");
   const index_t dim = blocks[0].attn.out_proj.out_features();
   bottleneck(dim, c, fn);
-  AdapterSet<T> set;
+  AdapterSet<T> set(to_string(c.kind));
   set.config = c;
   if (c.hypercomplex() && c.phm.shared_rule) set.rule = PhmRule<T>::shared(rng, shared_rule_options(c.phm));
-  for (auto& b : blocks) {
+  for (std::size_t i = 0; i < blocks.size(); ++i) {
+    auto& b = blocks[i];
+    const std::string at = "blocks." + std::to_string(i) + ".";
     if (c.after_attention()) {
       set.adapters.push_back(make_adapter(dim, c, set.rule, rng));
       b.attn.out_proj.add_output_adapter(set.adapters.back());
+      set.record(at + "attn.out_proj", b.attn.out_proj, set.adapters.back());
     }
     set.adapters.push_back(make_adapter(dim, c, set.rule, rng));
     b.mlp.layers.back().add_output_adapter(set.adapters.back());
+    set.record(at + "mlp.layers." + std::to_string(b.mlp.layers.size() - 1), b.mlp.layers.back(), set.adapters.back());
   }
+  set.seal();
   return set;
 }
 
@@ -220,13 +242,10 @@ void train_adapters_only(nn::Module<T>& model, const AdapterSet<T>& set, bool la
   model.set_requires_grad(false);
   for (auto p : set.parameters()) p.set_requires_grad(true);
   if (set.config.hypercomplex() && !set.config.phm.learn_rule) {  // the rules stay frozen
-    std::vector<std::pair<std::string, Parameter<T>>> rp;
-    for (auto& a : set.adapters)
-      if (auto* h = dynamic_cast<HypercomplexAdapter<T>*>(a.get())) {
-        h->down.rule().parameters(rp);
-        h->up.rule().parameters(rp);
-      }
-    for (auto& e : rp) e.second.set_requires_grad(false);
+    std::vector<std::pair<std::string, Parameter<T>>> ps;  // "down.phm_rule", "up.phm_rule_left", ...
+    for (auto& a : set.adapters) a->parameters(ps);
+    for (auto& e : ps)
+      if (e.first.find("phm_rule") != std::string::npos) e.second.set_requires_grad(false);
   }
   if (!layer_norms) return;
   struct Norms : nn::Members<T> {

@@ -8,7 +8,10 @@
 //   nn::Adam<float> opt(model.parameters(), ao);
 //   auto keep = prune::enforce_masks(opt, pruned);     // post-step: masked entries set to exactly 0
 //   ... train ...
-//   std::cout << prune::sparsity_report(layers).to_string();
+//   std::cout << prune::sparsity_report(model, sel).to_string();
+// apply_masks returns a MaskAttachment: an nn::Attachment (nn/attachment.hpp; detach() removes
+// the transforms and restores the unpruned weights bit for bit, as long as they were not trained
+// since) that is also the list of PrunedWeights (size, [], iteration, conversion).
 //
 // The transform's backward is dL/dW = M * dL/dW' (frozen mask: masked entries get no gradient),
 // so plain SGD keeps them at 0 by itself; optimisers that move a weight without its gradient
@@ -27,6 +30,7 @@
 
 #include "weft/core/autograd/tape.hpp"
 #include "weft/nn/attach.hpp"
+#include "weft/nn/attachment.hpp"
 #include "weft/nn/select.hpp"
 #include "weft/nn/optim.hpp"
 #include "weft/prune/calibration.hpp"
@@ -97,6 +101,19 @@ struct PrunedWeight {
   std::shared_ptr<MaskTransform<T>> mask;
 };
 
+/// What apply_masks returns: the record (technique "mask") and the pruned weights in layer order.
+template <class T>
+struct MaskAttachment : nn::Attachment<T> {
+  using nn::Attachment<T>::Attachment;
+  std::vector<PrunedWeight<T>> weights;
+  std::size_t size() const noexcept { return weights.size(); }
+  PrunedWeight<T>& operator[](std::size_t i) { return weights[i]; }
+  const PrunedWeight<T>& operator[](std::size_t i) const { return weights[i]; }
+  auto begin() const { return weights.begin(); }
+  auto end() const { return weights.end(); }
+  operator const std::vector<PrunedWeight<T>>&() const noexcept { return weights; }
+};
+
 namespace detail {
 template <class T>
 void check_masks(const std::vector<NamedLinear<T>>& layers, const std::vector<Mask>& masks, const char* fn) {
@@ -118,9 +135,10 @@ void check_masks(const std::vector<NamedLinear<T>>& layers, const std::vector<Ma
 /// the stored weight to originals[i] * masks[i] (originals: the pretrained weights, e.g. saved
 /// before a fine-tuning pass; empty: the current weights) and, with attach_transform, adds a
 /// MaskTransform (last in the chain) so gradients of pruned entries are 0. Checks everything
-/// first: a throwing call leaves the model as it was.
+/// first: a throwing call leaves the model as it was. The record's detach() restores the weights
+/// as they were before the call.
 template <class T>
-std::vector<PrunedWeight<T>> apply_masks(nn::Module<T>& model, const nn::SelectorArg<T>& select,
+MaskAttachment<T> apply_masks(nn::Module<T>& model, const nn::SelectorArg<T>& select,
                                          const std::vector<Mask>& masks, const std::vector<Tensor<T>>& originals = {},
                                          bool attach_transform = true) {
   const char* fn = "prune::apply_masks";
@@ -136,16 +154,23 @@ std::vector<PrunedWeight<T>> apply_masks(nn::Module<T>& model, const nn::Selecto
     trs.push_back(std::make_shared<MaskTransform<T>>(masks[i]));
     if (attach_transform) layers[i].second->check_transform(*trs.back(), fn);
   }
-  std::vector<PrunedWeight<T>> out;
+  MaskAttachment<T> out("mask");
   for (std::size_t i = 0; i < layers.size(); ++i) {
     nn::Linear<T>& lin = *layers[i].second;
     auto tr = trs[i];
     Tensor<T>& w = lin.weight.value();
+    Tensor<T> before = w.clone();
     const T* src = originals.empty() ? w.data() : originals[i].data();
     masked_copy(src, tr->keep().data(), w.data(), w.numel());
-    if (attach_transform) lin.add_transform(tr);
-    out.push_back(PrunedWeight<T>{layers[i].first, lin.weight, tr});
+    if (attach_transform) {
+      lin.add_transform(tr);
+      out.record(layers[i].first, lin, std::shared_ptr<nn::WeightTransform<T>>(tr), std::move(before));
+    } else {
+      out.record_edit(layers[i].first, lin, std::move(before));
+    }
+    out.weights.push_back(PrunedWeight<T>{layers[i].first, lin.weight, tr});
   }
+  out.seal();
   return out;
 }
 
@@ -159,6 +184,12 @@ template <class T>
   return opt.add_post_step_hook([pruned](nn::Optimizer<T>&) {
     for (auto p : pruned) masked_copy(p.weight.value().data(), p.mask->keep().data(), p.weight.value().data(), p.weight.numel());
   });
+}
+
+/// enforce_masks over the pruned weights of a MaskAttachment.
+template <class T>
+[[nodiscard]] nn::HookHandle enforce_masks(nn::Optimizer<T>& opt, const MaskAttachment<T>& pruned) {
+  return enforce_masks(opt, pruned.weights);
 }
 
 /// Exact zeros of one matrix and in total.
@@ -186,7 +217,13 @@ struct SparsityReport {
   }
 };
 
-/// Exact zeros of each layer's effective weight (every transform folded in) and in total.
+/// Exact zeros of each layer's effective weight (every enabled transform folded in) and in total,
+/// over the layers `select` picks (all by default).
+template <class T>
+SparsityReport sparsity_report(nn::Module<T>& model, const nn::SelectorArg<T>& select = {});
+
+/// The same over a list of layers (as linear_layers returns): a thin wrapper kept for callers
+/// that already hold the list.
 template <class T>
 SparsityReport sparsity_report(const std::vector<NamedLinear<T>>& layers) {
   SparsityReport r;
@@ -203,6 +240,11 @@ SparsityReport sparsity_report(const std::vector<NamedLinear<T>>& layers) {
     r.layers.push_back(std::move(e));
   }
   return r;
+}
+
+template <class T>
+SparsityReport sparsity_report(nn::Module<T>& model, const nn::SelectorArg<T>& select) {
+  return sparsity_report(select.resolve(model, "prune::sparsity_report"));
 }
 
 }  // namespace weft::prune

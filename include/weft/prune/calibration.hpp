@@ -75,6 +75,11 @@ class Calibration {
     for (auto& e : entries_) e.hook.remove();
   }
   std::size_t size() const noexcept { return entries_.size(); }
+  /// HessianStats::visit_sums over every layer's statistics, in layer order.
+  template <class F>
+  void visit_sums(F&& f) {
+    for (auto& e : entries_) e.stats->visit_sums(f);
+  }
   const std::string& name(std::size_t i) const { return entries_.at(i).name; }
   const HessianStats<T>& stats(std::size_t i) const { return *entries_.at(i).stats; }
   /// Statistics of the layer called `name`.

@@ -74,6 +74,20 @@ class HessianStats {
   /// Number of input rows (tokens) seen.
   index_t tokens() const noexcept { return tokens_; }
 
+  /// Calls f(double* data, std::size_t n) on each running sum (sum X^T X when kept, the column
+  /// sums of squares, then the sequence and token counts as two doubles, exact below 2^53) and
+  /// keeps what f leaves there. Summing them elementwise over several HessianStats of the same
+  /// layer (dist::allreduce over MPI ranks) gives the statistics of all their batches.
+  template <class F>
+  void visit_sums(F&& f) {
+    if (with_h_) f(s_.data(), std::size_t(s_.size()));
+    f(sq_.data(), sq_.size());
+    double counts[2] = {double(samples_), double(tokens_)};
+    f(counts, std::size_t(2));
+    samples_ = index_t(counts[0]);
+    tokens_ = index_t(counts[1]);
+  }
+
   /// H = (2 / n) sum X^T X (dense, symmetric).
   RowMatrix<double> hessian() const {
     check_ready("prune::HessianStats::hessian");

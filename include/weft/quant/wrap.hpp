@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "weft/nn/attachment.hpp"
 #include "weft/nn/linear.hpp"
 #include "weft/nn/module.hpp"
 #include "weft/nn/select.hpp"
@@ -55,8 +56,12 @@ struct QuantizedLayer {
   std::shared_ptr<nn::InputTransform<T>> input;    ///< null when no input quantiser was attached
 };
 
+/// What quantize_linears returns: an nn::Attachment (technique "quant": its weight and input
+/// quantisers; detach() removes them, the stored weights were never rewritten) with the typed view
+/// `layers`.
 template <class T>
-struct QuantAttachment {
+struct QuantAttachment : nn::Attachment<T> {
+  using nn::Attachment<T>::Attachment;
   std::vector<QuantizedLayer<T>> layers;
   /// The weight quantisers, in layer order.
   std::vector<std::shared_ptr<WeightQuantizer<T>>> weight_quantizers() const {
@@ -88,7 +93,7 @@ QuantAttachment<T> quantize_linears(nn::Module<T>& model, const WeightQuantizerF
                                     const nn::SelectorArg<T>& select = {}, const InputQuantizerFactory<T>& input = {}) {
   const char* fn = "quant::quantize_linears";
   WEFT_CHECK(weight || input, config, fn, "expected a weight or an input quantiser factory, got neither");
-  QuantAttachment<T> att;
+  QuantAttachment<T> att("quant");
   for (auto& l : select.resolve(model, fn)) {
     WEFT_CHECK(l.second->weight.defined(), config, fn, "expected constructed layers, got an empty Linear '", l.first, "'");
     QuantizedLayer<T> q{l.first, l.second, weight ? weight(l.first, *l.second) : nullptr,
@@ -101,7 +106,10 @@ QuantAttachment<T> quantize_linears(nn::Module<T>& model, const WeightQuantizerF
   for (auto& q : att.layers) {
     if (q.weight) q.layer->add_transform(q.weight);
     if (q.input) q.layer->add_input_transform(q.input);
+    if (q.weight) att.record(q.name, *q.layer, std::shared_ptr<nn::WeightTransform<T>>(q.weight));
+    if (q.input) att.record(q.name, *q.layer, q.input);
   }
+  att.seal();
   return att;
 }
 
@@ -118,9 +126,30 @@ WeightQuantizerFactory<T> lsq_factory(const LsqOptions& o = {}) {
   return [o](const std::string&, nn::Linear<T>& l) { return std::make_shared<LsqQuantizer<dynamic_bits, T>>(o, l.weight.value()); };
 }
 
-/// Codes and steps of a layer's quantised weight: the WeightQuantizer of its chain, fed with the
-/// stored weight through the transforms before it; no transform may follow it (a mask after it
+/// Codes and steps of a quantised layer of a QuantAttachment: its weight quantiser, fed with the
+/// stored weight through the enabled transforms before it; none may follow it (a mask after it
 /// makes the effective weight Q(W) * M, which the codes alone do not describe).
+template <class T>
+QuantizedWeights<T> export_weights(const QuantizedLayer<T>& q) {
+  const char* fn = "quant::export_weights";
+  WEFT_CHECK(q.layer != nullptr && q.weight != nullptr, config, fn, "expected a layer with a weight quantiser, got ",
+             q.layer ? "an input quantiser only" : "no layer", " for '", q.name, "'");
+  const auto& tr = q.layer->transforms();
+  std::size_t at = tr.size();
+  for (std::size_t i = 0; i < tr.size(); ++i)
+    if (tr[i].get() == q.weight.get()) at = i;
+  WEFT_CHECK(at < tr.size(), config, fn, "expected the quantiser of '", q.name, "' on its layer, got it removed");
+  for (std::size_t i = at + 1; i < tr.size(); ++i)
+    WEFT_CHECK(!tr[i]->enabled(), config, fn, "expected the weight quantiser last in the chain of '", q.name, "', got '",
+               tr[i]->name(), "' after it");
+  Tensor<T> w = q.layer->weight.value().clone();
+  for (std::size_t i = 0; i < at; ++i)
+    if (tr[i]->enabled()) w = tr[i]->fold(w);
+  return q.weight->quantize(w);
+}
+
+/// The same for a bare layer: its last transform must be a WeightQuantizer (found by type with a
+/// dynamic_cast: a bare layer carries no record of what was attached to it).
 template <class T>
 QuantizedWeights<T> export_weights(nn::Linear<T>& layer) {
   const char* fn = "quant::export_weights";

@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "weft/nn/attachment.hpp"
 #include "weft/nn/linear.hpp"
 #include "weft/nn/module.hpp"
 #include "weft/nn/optim.hpp"
@@ -55,10 +56,13 @@ struct CompanderLayerReport {
   WeightStats w;        ///< statistics of w = Psi(v)
 };
 
-/// What attach_compander returns: the companded layers, to build optimisers and reports from.
-/// It stays valid until the model is folded (fold_compander).
+/// What attach_compander returns: an nn::Attachment (technique "compander"; detach() removes
+/// the companders and restores the weights w0 bit for bit, refused once v was trained: fold
+/// instead) with the typed view `layers`, to build optimisers and reports from. It stays valid
+/// until the model is folded (fold_compander).
 template <class T>
-struct CompanderAttachment {
+struct CompanderAttachment : nn::Attachment<T> {
+  using nn::Attachment<T>::Attachment;
   using Filter = std::function<bool(const std::string& name, const nn::Linear<T>& layer)>;
   std::vector<CompandedLayer<T>> layers;
 
@@ -105,25 +109,29 @@ CompanderAttachment<T> attach_compander(nn::Module<T>& model, const CompanderOpt
     lin.check_transform(*cs.back(), fn);
     inv.push_back(cs.back()->inverse(lin.weight.value()));
   }
-  CompanderAttachment<T> att;
+  CompanderAttachment<T> att("compander");
   for (std::size_t i = 0; i < sel.size(); ++i) {
     nn::Linear<T>& lin = *sel[i].second;
+    Tensor<T> before = lin.weight.value().clone();
     lin.weight.value().copy_from(inv[i].v);
     lin.add_transform(cs[i]);
+    att.record(sel[i].first, lin, std::shared_ptr<nn::WeightTransform<T>>(cs[i]), std::move(before));
     att.layers.push_back(CompandedLayer<T>{sel[i].first, lin.weight, cs[i], inv[i].clamped});
   }
+  att.seal();
   return att;
 }
 
-/// Folds every Linear of `model` whose first transform is a compander (nn::Linear::fold: the
-/// whole chain is baked into the stored weight and removed). Returns the number of layers
-/// folded. Attachments of the model are stale afterwards.
+/// Folds every Linear of `model` whose first transform is a compander (TransformStage::reparam;
+/// nn::Linear::fold: the whole enabled chain is baked into the stored weight and removed; side
+/// paths stay, use nn::fold to bake those too). Returns the number of layers folded. Attachments
+/// of the model are stale afterwards.
 template <class T>
 index_t fold_compander(nn::Module<T>& model) {
   index_t n = 0;
   for (auto& l : find_linears(model)) {
     nn::Linear<T>& lin = *l.second;
-    if (!lin.transforms().empty() && dynamic_cast<CompanderBase<T>*>(lin.transforms()[0].get())) {
+    if (!lin.transforms().empty() && lin.transforms()[0]->stage() == nn::TransformStage::reparam) {
       lin.fold();
       ++n;
     }
