@@ -70,13 +70,13 @@ inline T vexpm1(T x) {
 }
 #if WEFT_USE_XSIMD
 template <class T, class A>
-inline xsimd::batch<T, A> vselect(const xsimd::batch_bool<T, A>& m, const xsimd::batch<T, A>& a,
-                                  const xsimd::batch<T, A>& b) {
-  return xsimd::select(m, a, b);
+inline simd::batch<T, A> vselect(const simd::batch_bool<T, A>& m, const simd::batch<T, A>& a,
+                                  const simd::batch<T, A>& b) {
+  return simd::select(m, a, b);
 }
 template <class T, class A>
-inline xsimd::batch<T, A> vexpm1(const xsimd::batch<T, A>& x) {
-  return xsimd::expm1(x);
+inline simd::batch<T, A> vexpm1(const simd::batch<T, A>& x) {
+  return simd::expm1(x);
 }
 #endif
 

@@ -69,7 +69,7 @@ RowResidual<T> residual_row_simd(T* h_re, const T* u_re, const T* d, const T* g_
     const B f2 = fr * fr;
     const auto ok = f2 <= big;  // false for NaN and +Inf
     bad = bad | !ok;
-    m = xsimd::max(m, xsimd::select(ok, f2, B(T(0))));
+    m = simd::max(m, simd::select(ok, f2, B(T(0))));
     if constexpr (Cplx) {
       B fi = simd::load(h_im + j) - simd::load(u_im + j);
       if constexpr (WithG) fi += simd::load(g_im + j);
@@ -77,7 +77,7 @@ RowResidual<T> residual_row_simd(T* h_re, const T* u_re, const T* d, const T* g_
       const B i2 = fi * fi;
       const auto oki = i2 <= big;
       bad = bad | !oki;
-      mi = xsimd::max(mi, xsimd::select(oki, i2, B(T(0))));
+      mi = simd::max(mi, simd::select(oki, i2, B(T(0))));
     }
   }
   RowResidual<T> r = residual_row_scalar<Cplx, WithG>(
@@ -90,7 +90,7 @@ RowResidual<T> residual_row_simd(T* h_re, const T* u_re, const T* d, const T* g_
     mi.store_aligned(lanes);
     for (index_t k = 0; k < W; ++k) r.max2_im = std::max(r.max2_im, lanes[k]);
   }
-  if (xsimd::any(bad)) r.finite = false;
+  if (simd::any(bad)) r.finite = false;
   return r;
 }
 #endif

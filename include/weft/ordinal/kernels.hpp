@@ -76,13 +76,13 @@ void boundary_terms_simd(const T* a, const T* b, index_t n, const BoundaryTerms<
   index_t i = 0;
   for (; i < full; i += W) {
     const B av = simd::load(a + i), bv = simd::load(b + i);
-    const B ta = xsimd::exp(-xsimd::abs(av)), tb = xsimd::exp(-xsimd::abs(bv));
+    const B ta = simd::exp(-simd::abs(av)), tb = simd::exp(-simd::abs(bv));
     const B ra = one / (one + ta), rb = one / (one + tb);
     const auto pa = av >= zero, pb = bv >= zero;
-    const B fa = xsimd::select(pa, ra, ta * ra), fna = xsimd::select(pa, ta * ra, ra);
-    const B fb = xsimd::select(pb, rb, tb * rb), fnb = xsimd::select(pb, tb * rb, rb);
-    const B e = -xsimd::expm1(av - bv);
-    simd::store(o.logp + i, xsimd::log(fb * fna * e));
+    const B fa = simd::select(pa, ra, ta * ra), fna = simd::select(pa, ta * ra, ra);
+    const B fb = simd::select(pb, rb, tb * rb), fnb = simd::select(pb, tb * rb, rb);
+    const B e = -simd::expm1(av - bv);
+    simd::store(o.logp + i, simd::log(fb * fna * e));
     const B u = fa / (fb * e), v = fnb / (fna * e);
     simd::store(o.u + i, u);
     simd::store(o.v + i, v);

@@ -80,12 +80,12 @@ void masked_copy_scalar(const T* w, const T* keep, T* out, index_t n) {
 template <class T>
 void abs_scores_simd(const T* w, T* s, index_t n) {
   using B = simd::batch<T>;
-  simd::map(w, s, n, [](const B& x) { return xsimd::abs(x); }, [](T x) { return std::abs(x); });
+  simd::map(w, s, n, [](const B& x) { return simd::abs(x); }, [](T x) { return std::abs(x); });
 }
 template <class T>
 void col_scaled_abs_simd(const T* w, const T* c, T* s, index_t n) {
   using B = simd::batch<T>;
-  simd::map2(w, c, s, n, [](const B& x, const B& y) { return xsimd::abs(x) * y; },
+  simd::map2(w, c, s, n, [](const B& x, const B& y) { return simd::abs(x) * y; },
              [](T x, T y) { return std::abs(x) * y; });
 }
 template <class T>
@@ -96,14 +96,14 @@ void col_scaled_sq_simd(const T* w, const T* c, T* s, index_t n) {
 template <class T>
 void taylor_first_simd(const T* w, const T* g, T* s, index_t n) {
   using B = simd::batch<T>;
-  simd::map2(w, g, s, n, [](const B& x, const B& y) { return xsimd::abs(x * y); },
+  simd::map2(w, g, s, n, [](const B& x, const B& y) { return simd::abs(x * y); },
              [](T x, T y) { return std::abs(x * y); });
 }
 template <class T>
 void taylor_mix_simd(const T* w, const T* g, const T* f, T* s, index_t n) {
   using B = simd::batch<T>;
   const B half(T(0.5));
-  simd::map3(w, g, f, s, n, [&](const B& x, const B& y, const B& z) { return xsimd::abs(x * y - half * x * z * x); },
+  simd::map3(w, g, f, s, n, [&](const B& x, const B& y, const B& z) { return simd::abs(x * y - half * x * z * x); },
              [](T x, T y, T z) { return std::abs(x * y - T(0.5) * x * z * x); });
 }
 template <coupling_form F, class T>
@@ -132,7 +132,7 @@ void accumulate_dual_simd(T* imp, const T* gt, const T* th, index_t n, T sign, T
     const B t = simd::load(th + i), u = vg * simd::load(gt + i) * t;
     B v = vs * u + va * u * u;
     if (cubic) v += t * t * t;
-    simd::store(imp + i, simd::load(imp + i) + xsimd::abs(v));
+    simd::store(imp + i, simd::load(imp + i) + simd::abs(v));
   }
   accumulate_dual_scalar(imp + full, gt + full, th + full, n - full, sign, a, gscale, cubic);
 }
@@ -140,7 +140,7 @@ template <class T>
 void masked_copy_simd(const T* w, const T* keep, T* out, index_t n) {
   using B = simd::batch<T>;
   const B zero(T(0));
-  simd::map2(w, keep, out, n, [&](const B& x, const B& k) { return xsimd::select(k != zero, x, zero); },
+  simd::map2(w, keep, out, n, [&](const B& x, const B& k) { return simd::select(k != zero, x, zero); },
              [](T x, T k) { return k != T(0) ? x : T(0); });
 }
 #endif

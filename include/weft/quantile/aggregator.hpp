@@ -87,8 +87,8 @@ struct elu_op {
   template <class T> static T f(T x) { return x > 0 ? x : std::expm1(x); }
   template <class T> static T df(T x, T y) { return x >= 0 ? T(1) : y + T(1); }
 #if WEFT_USE_XSIMD
-  template <class B> static B fv(B x) { return xsimd::select(x > B(0), x, xsimd::expm1(x)); }
-  template <class B> static B dfv(B x, B y) { return xsimd::select(x >= B(0), B(1), y + B(1)); }
+  template <class B> static B fv(B x) { return simd::select(x > B(0), x, simd::expm1(x)); }
+  template <class B> static B dfv(B x, B y) { return simd::select(x >= B(0), B(1), y + B(1)); }
 #endif
 };
 template <class T>

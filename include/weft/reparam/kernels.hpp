@@ -110,8 +110,8 @@ CompanderGradSums compander_backward_simd_loop(const T* v, const T* w, const T* 
   CompanderGradSums r = compander_backward_scalar<Psi>(v + full, w + full, g + full, WithGv ? gv + full : nullptr,
                                                        n - full, a, b, WithSums);
   if constexpr (WithSums) {
-    r.g_w += double(xsimd::hadd(sa));
-    r.g_u_df += double(xsimd::hadd(sb));
+    r.g_w += double(simd::hadd(sa));
+    r.g_u_df += double(simd::hadd(sb));
   }
   return r;
 }

@@ -30,7 +30,7 @@ struct AtanPsi {
   template <class S> static S df(S u) { return S(1) / (S(1) + u * u); }
   static double finv(double y) { return std::tan(y); }
 #if WEFT_USE_XSIMD
-  template <class B> static B fv(const B& u) { return xsimd::atan(u); }
+  template <class B> static B fv(const B& u) { return simd::atan(u); }
   template <class B> static B dfv(const B& u) { return B(typename B::value_type(1)) / (B(typename B::value_type(1)) + u * u); }
 #endif
 };
@@ -70,8 +70,8 @@ struct ErfPsi {
   template <class S> static S df(S u) { return S(c) * std::exp(-u * u); }
   static double finv(double y) { return detail::erfinv(y); }
 #if WEFT_USE_XSIMD
-  template <class B> static B fv(const B& u) { return xsimd::erf(u); }
-  template <class B> static B dfv(const B& u) { return B(typename B::value_type(c)) * xsimd::exp(-(u * u)); }
+  template <class B> static B fv(const B& u) { return simd::erf(u); }
+  template <class B> static B dfv(const B& u) { return B(typename B::value_type(c)) * simd::exp(-(u * u)); }
 #endif
 };
 
@@ -83,9 +83,9 @@ struct AsinhPsi {
   template <class S> static S df(S u) { return S(1) / std::sqrt(S(1) + u * u); }
   static double finv(double y) { return std::sinh(y); }
 #if WEFT_USE_XSIMD
-  template <class B> static B fv(const B& u) { return xsimd::asinh(u); }
+  template <class B> static B fv(const B& u) { return simd::asinh(u); }
   template <class B> static B dfv(const B& u) {
-    return B(typename B::value_type(1)) / xsimd::sqrt(B(typename B::value_type(1)) + u * u);
+    return B(typename B::value_type(1)) / simd::sqrt(B(typename B::value_type(1)) + u * u);
   }
 #endif
 };

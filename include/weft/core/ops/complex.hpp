@@ -53,21 +53,21 @@ inline T vabs(T x) {
 }
 #if WEFT_USE_XSIMD
 template <class T, class A>
-inline xsimd::batch<T, A> vexp(const xsimd::batch<T, A>& x) {
-  return xsimd::exp(x);
+inline simd::batch<T, A> vexp(const simd::batch<T, A>& x) {
+  return simd::exp(x);
 }
 template <class T, class A>
-inline std::pair<xsimd::batch<T, A>, xsimd::batch<T, A>> vsincos(const xsimd::batch<T, A>& x) {
-  return xsimd::sincos(x);
+inline std::pair<simd::batch<T, A>, simd::batch<T, A>> vsincos(const simd::batch<T, A>& x) {
+  return simd::sincos(x);
 }
 template <class T, class A>
-inline xsimd::batch<T, A> select_nonneg(const xsimd::batch<T, A>& x, const xsimd::batch<T, A>& a,
-                                        const xsimd::batch<T, A>& b) {
-  return xsimd::select(x >= xsimd::batch<T, A>(T(0)), a, b);
+inline simd::batch<T, A> select_nonneg(const simd::batch<T, A>& x, const simd::batch<T, A>& a,
+                                        const simd::batch<T, A>& b) {
+  return simd::select(x >= simd::batch<T, A>(T(0)), a, b);
 }
 template <class T, class A>
-inline xsimd::batch<T, A> vabs(const xsimd::batch<T, A>& x) {
-  return xsimd::abs(x);
+inline simd::batch<T, A> vabs(const simd::batch<T, A>& x) {
+  return simd::abs(x);
 }
 #endif
 }  // namespace detail

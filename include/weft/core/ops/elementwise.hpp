@@ -31,7 +31,7 @@ struct neg_op {
   template <class T> static T df(T, T) { return T(-1); }
 #if WEFT_USE_XSIMD
   // flip the sign bit: xsimd 8.1's AVX-512 negation computes 0 - x, which maps -0 to +0
-  template <class B> static B fv(B x) { return xsimd::bitwise_xor(x, B(typename B::value_type(-0.0))); }
+  template <class B> static B fv(B x) { return simd::bitwise_xor(x, B(typename B::value_type(-0.0))); }
   template <class B> static B dfv(B, B) { return B(-1); }
 #endif
 };
@@ -49,7 +49,7 @@ struct exp_op {
   template <class T> static T f(T x) { using std::exp; return exp(x); }
   template <class T> static T df(T, T y) { return y; }
 #if WEFT_USE_XSIMD
-  template <class B> static B fv(B x) { return xsimd::exp(x); }
+  template <class B> static B fv(B x) { return simd::exp(x); }
   template <class B> static B dfv(B, B y) { return y; }
 #endif
 };
@@ -58,7 +58,7 @@ struct log_op {
   template <class T> static T f(T x) { using std::log; return log(x); }
   template <class T> static T df(T x, T) { return T(1) / x; }
 #if WEFT_USE_XSIMD
-  template <class B> static B fv(B x) { return xsimd::log(x); }
+  template <class B> static B fv(B x) { return simd::log(x); }
   template <class B> static B dfv(B x, B) { return B(1) / x; }
 #endif
 };
@@ -67,7 +67,7 @@ struct sqrt_op {
   template <class T> static T f(T x) { using std::sqrt; return sqrt(x); }
   template <class T> static T df(T, T y) { return T(0.5) / y; }
 #if WEFT_USE_XSIMD
-  template <class B> static B fv(B x) { return xsimd::sqrt(x); }
+  template <class B> static B fv(B x) { return simd::sqrt(x); }
   template <class B> static B dfv(B, B y) { return B(0.5) / y; }
 #endif
 };
@@ -76,7 +76,7 @@ struct tanh_op {
   template <class T> static T f(T x) { using std::tanh; return tanh(x); }
   template <class T> static T df(T, T y) { return T(1) - y * y; }
 #if WEFT_USE_XSIMD
-  template <class B> static B fv(B x) { return xsimd::tanh(x); }
+  template <class B> static B fv(B x) { return simd::tanh(x); }
   template <class B> static B dfv(B, B y) { return B(1) - y * y; }
 #endif
 };
@@ -86,7 +86,7 @@ struct sigmoid_op {
   template <class T> static T f(T x) { using std::exp; return T(1) / (T(1) + exp(-x)); }
   template <class T> static T df(T, T y) { return y * (T(1) - y); }
 #if WEFT_USE_XSIMD
-  template <class B> static B fv(B x) { return B(1) / (B(1) + xsimd::exp(-x)); }
+  template <class B> static B fv(B x) { return B(1) / (B(1) + simd::exp(-x)); }
   template <class B> static B dfv(B, B y) { return y * (B(1) - y); }
 #endif
 };
@@ -96,8 +96,8 @@ struct relu_op {
   template <class T> static T f(T x) { return real_part(x) > 0 ? x : T(0); }
   template <class T> static T df(T x, T) { return real_part(x) > 0 ? T(1) : T(0); }
 #if WEFT_USE_XSIMD
-  template <class B> static B fv(B x) { return xsimd::select(x > B(0), x, B(0)); }
-  template <class B> static B dfv(B x, B) { return xsimd::select(x > B(0), B(1), B(0)); }
+  template <class B> static B fv(B x) { return simd::select(x > B(0), x, B(0)); }
+  template <class B> static B dfv(B x, B) { return simd::select(x > B(0), B(1), B(0)); }
 #endif
 };
 /// GELU, tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
@@ -117,11 +117,11 @@ struct gelu_op {
 #if WEFT_USE_XSIMD
   template <class B> static B fv(B x) {
     using S = typename B::value_type;
-    return B(S(0.5)) * x * (B(S(1)) + xsimd::tanh(B(S(c)) * (x + B(S(k)) * x * x * x)));
+    return B(S(0.5)) * x * (B(S(1)) + simd::tanh(B(S(c)) * (x + B(S(k)) * x * x * x)));
   }
   template <class B> static B dfv(B x, B) {
     using S = typename B::value_type;
-    B t = xsimd::tanh(B(S(c)) * (x + B(S(k)) * x * x * x));
+    B t = simd::tanh(B(S(c)) * (x + B(S(k)) * x * x * x));
     return B(S(0.5)) * (B(S(1)) + t) +
            B(S(0.5)) * x * (B(S(1)) - t * t) * B(S(c)) * (B(S(1)) + B(S(3 * k)) * x * x);
   }
@@ -136,9 +136,9 @@ struct abs_op {
   }
   template <class T> static T df(T x, T) { return x > 0 ? T(1) : (x < 0 ? T(-1) : T(0)); }
 #if WEFT_USE_XSIMD
-  template <class B> static B fv(B x) { return xsimd::abs(x); }
+  template <class B> static B fv(B x) { return simd::abs(x); }
   template <class B> static B dfv(B x, B) {
-    return xsimd::select(x > B(0), B(1), xsimd::select(x < B(0), B(-1), B(0)));
+    return simd::select(x > B(0), B(1), simd::select(x < B(0), B(-1), B(0)));
   }
 #endif
 };

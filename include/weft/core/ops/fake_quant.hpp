@@ -175,10 +175,10 @@ void statsq_segment_scalar(const T* w, index_t o, index_t len, T s, const Statsq
 /// narrowing loop the compiler turns into packs (instead of one float->int conversion per lane).
 template <class D, class T>
 inline void store_narrow(D* dst, const simd::batch<T>& v) {
-  using I = xsimd::as_integer_t<T>;
+  using I = simd::as_integer_t<T>;
   constexpr index_t W = simd::width<T>;
   alignas(64) I t[W];
-  xsimd::batch_cast<I>(v).store_aligned(t);
+  simd::batch_cast<I>(v).store_aligned(t);
   for (index_t l = 0; l < W; ++l) dst[l] = D(t[l]);
 }
 
@@ -194,7 +194,7 @@ T statsq_abs_sum_simd(const T* w, const FqGeometry& g, index_t m) {
     B acc[K];
     for (index_t b = 0; b < K; ++b) acc[b] = simd::load(p + b * W);
     for (index_t j = 0; j < full; j += fq_partials)
-      for (index_t b = 0; b < K; ++b) acc[b] += xsimd::abs(simd::load(seg + j + b * W));
+      for (index_t b = 0; b < K; ++b) acc[b] += simd::abs(simd::load(seg + j + b * W));
     for (index_t b = 0; b < K; ++b) simd::store(p + b * W, acc[b]);
     for (index_t j = full; j < g.inner; ++j) p[j % fq_partials] += std::abs(seg[j]);
   }
@@ -215,14 +215,14 @@ void statsq_segment_simd(const T* w, index_t o, index_t len, T s, const StatsqCo
   index_t i = 0;
   for (; i < full; i += W) {
     const index_t j = o + i;
-    const B x = xsimd::min(xsimd::max(simd::load(w + j) / vs, vlo), vhi);
+    const B x = simd::min(simd::max(simd::load(w + j) / vs, vlo), vhi);
     const B t = x * vn;
-    const B k = xsimd::min(xsimd::max(xsimd::floor(t), vkmin), vkmax) + zero;
+    const B k = simd::min(simd::max(simd::floor(t), vkmin), vkmax) + zero;
     if (out.q) simd::store(out.q + j, (k + half) * vstep);
     if (out.codes) store_narrow(out.codes + j, k);
     if (out.near) {
-      const B mm = xsimd::min(xsimd::max(xsimd::nearbyint(t), vmmin), vmmax);
-      store_narrow(out.near + j, xsimd::select(xsimd::abs(t - mm) <= vbr, one, zero));
+      const B mm = simd::min(simd::max(simd::nearbyint(t), vmmin), vmmax);
+      store_narrow(out.near + j, simd::select(simd::abs(t - mm) <= vbr, one, zero));
     }
   }
   statsq_segment_scalar(w, o + i, len - i, s, c, out, FrozenCodes{});

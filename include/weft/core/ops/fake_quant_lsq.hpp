@@ -132,10 +132,10 @@ void lsq_forward_row_simd(const T* x, index_t cols, T se, T b, bool has_b, const
   index_t j = 0;
   for (; j < full; j += W) {
     const B v = (simd::load(x + j) - vb) / vse;
-    const B r = c.sign ? xsimd::select(v >= zero, one, -one) : xsimd::nearbyint(xsimd::min(xsimd::max(v, vlo), vhi)) + zero;
-    const auto isnan = xsimd::isnan(v);
-    if (q) simd::store(q + j, xsimd::select(isnan, nan, has_b ? r * vse + vb : r * vse));
-    if (codes) store_narrow(codes + j, xsimd::select(isnan, zero, r));
+    const B r = c.sign ? simd::select(v >= zero, one, -one) : simd::nearbyint(simd::min(simd::max(v, vlo), vhi)) + zero;
+    const auto isnan = simd::isnan(v);
+    if (q) simd::store(q + j, simd::select(isnan, nan, has_b ? r * vse + vb : r * vse));
+    if (codes) store_narrow(codes + j, simd::select(isnan, zero, r));
   }
   lsq_forward_row_scalar(x + j, cols - j, se, b, has_b, c, q ? q + j : nullptr, codes ? codes + j : nullptr, nullptr,
                          nullptr);
@@ -158,12 +158,12 @@ void lsq_backward_row_simd(const T* x, const T* g, index_t cols, T se, T b, cons
       const index_t o = j + k * W;
       const B v = (simd::load(x + o) - vb) / vse;
       const auto inside = (v >= vlo) & (v <= vhi);
-      const B r = c.sign ? xsimd::select(v >= zero, one, -one) : xsimd::nearbyint(xsimd::min(xsimd::max(v, vlo), vhi)) + zero;
-      const B e = xsimd::select(inside, r - v, xsimd::select(v < vlo, vlo, vhi));
+      const B r = c.sign ? simd::select(v >= zero, one, -one) : simd::nearbyint(simd::min(simd::max(v, vlo), vhi)) + zero;
+      const B e = simd::select(inside, r - v, simd::select(v < vlo, vlo, vhi));
       const B gj = simd::load(g + o);
-      if (gx) simd::store(gx + o, simd::load(gx + o) + xsimd::select(inside, gj, zero));
+      if (gx) simd::store(gx + o, simd::load(gx + o) + simd::select(inside, gj, zero));
       acc[k] += gj * e;
-      if (pb) accb[k] += xsimd::select(inside, zero, gj);
+      if (pb) accb[k] += simd::select(inside, zero, gj);
     }
   for (index_t k = 0; k < K; ++k) {
     simd::store(p + k * W, acc[k]);

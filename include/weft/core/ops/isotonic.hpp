@@ -60,7 +60,7 @@ bool is_nondecreasing(const T* x, index_t m) noexcept {
     const index_t pairs = m > 0 ? m - 1 : 0;
     const index_t full = pairs - pairs % W;
     for (index_t k = 0; k < full; k += W)
-      if (!xsimd::all(simd::load(x + k) <= simd::load(x + k + 1))) return false;
+      if (!simd::all(simd::load(x + k) <= simd::load(x + k + 1))) return false;
     for (index_t k = full; k < pairs; ++k)
       if (!(x[k] <= x[k + 1])) return false;
     return true;

@@ -50,7 +50,7 @@ inline void axpy(T a, const T* x, T* y, index_t L) {
     constexpr index_t W = simd::width<T>;
     const index_t full = L - L % W;  // not `i + W <= L`: see simd::map
     const B va(a);
-    for (; i < full; i += W) simd::store(y + i, xsimd::fma(va, simd::load(x + i), simd::load(y + i)));
+    for (; i < full; i += W) simd::store(y + i, simd::fma(va, simd::load(x + i), simd::load(y + i)));
   }
 #endif
   for (; i < L; ++i) y[i] += a * x[i];
@@ -84,8 +84,8 @@ inline T dot(const T* x, const T* y, index_t L) {
     const index_t full = L - L % W;
     if (full > 0) {
       B acc(T(0));
-      for (; i < full; i += W) acc = xsimd::fma(simd::load(x + i), simd::load(y + i), acc);
-      s = xsimd::hadd(acc);
+      for (; i < full; i += W) acc = simd::fma(simd::load(x + i), simd::load(y + i), acc);
+      s = simd::hadd(acc);
     }
   }
 #endif

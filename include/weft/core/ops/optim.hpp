@@ -76,16 +76,16 @@ void adam_update_simd_impl(T* p, const T* g, const T* d, T* m, T* v, index_t n, 
     if constexpr (Scaled) {
       di = simd::load(d + i);
       const auto live = di > zero;
-      gi = xsimd::select(live, gi / xsimd::select(live, di, B(T(1))), zero);
+      gi = simd::select(live, gi / simd::select(live, di, B(T(1))), zero);
     }
     B mi = b1 * simd::load(m + i) + c1 * gi;
     B vi = b2 * simd::load(v + i) + c2 * gi * gi;
-    mi = xsimd::select(xsimd::abs(mi) < tiny, zero, mi);
-    vi = xsimd::select(vi < tiny, zero, vi);
+    mi = simd::select(simd::abs(mi) < tiny, zero, mi);
+    vi = simd::select(vi < tiny, zero, vi);
     simd::store(m + i, mi);
     simd::store(v + i, vi);
-    if constexpr (Scaled) simd::store(p + i, shrink * pi - step * di * mi / (xsimd::sqrt(vi) * rb2 + eps));
-    else simd::store(p + i, shrink * pi - step * mi / (xsimd::sqrt(vi) * rb2 + eps));
+    if constexpr (Scaled) simd::store(p + i, shrink * pi - step * di * mi / (simd::sqrt(vi) * rb2 + eps));
+    else simd::store(p + i, shrink * pi - step * mi / (simd::sqrt(vi) * rb2 + eps));
   }
   adam_update_scalar_impl<Scaled>(p + i, g + i, Scaled ? d + i : d, m + i, v + i, n - i, s);
 }

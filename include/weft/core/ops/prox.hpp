@@ -44,8 +44,8 @@ namespace detail {
 template <class B>
 inline B soft_threshold_v(B v, B c) {
   const B zero(typename B::value_type(0));
-  B r = xsimd::select(v > c, v - c, xsimd::select(v < -c, v + c, zero));
-  return xsimd::select(v != v, v, r);
+  B r = simd::select(v > c, v - c, simd::select(v < -c, v + c, zero));
+  return simd::select(v != v, v, r);
 }
 #endif
 }  // namespace detail

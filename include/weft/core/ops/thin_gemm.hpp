@@ -47,9 +47,9 @@ inline void dots(const T* x, const T* W, index_t L, T* o, bool accumulate) {
       for (int g = 0; g < G; ++g) acc[g] = B(T(0));
       for (; i < full; i += Wd) {
         const B xv = simd::load(x + i);
-        for (int g = 0; g < G; ++g) acc[g] = xsimd::fma(xv, simd::load(W + g * L + i), acc[g]);
+        for (int g = 0; g < G; ++g) acc[g] = simd::fma(xv, simd::load(W + g * L + i), acc[g]);
       }
-      for (int g = 0; g < G; ++g) res[g] = xsimd::hadd(acc[g]);
+      for (int g = 0; g < G; ++g) res[g] = simd::hadd(acc[g]);
     }
   }
 #endif
@@ -71,7 +71,7 @@ inline void combine(const T* c, const T* W, index_t L, T* o, bool accumulate) {
     for (int g = 0; g < G; ++g) cv[g] = B(c[g]);
     for (; i < full; i += Wd) {
       B v = accumulate ? simd::load(o + i) : B(T(0));
-      for (int g = 0; g < G; ++g) v = xsimd::fma(cv[g], simd::load(W + g * L + i), v);
+      for (int g = 0; g < G; ++g) v = simd::fma(cv[g], simd::load(W + g * L + i), v);
       simd::store(o + i, v);
     }
   }
@@ -98,7 +98,7 @@ inline void accumulate_cols(index_t rows, index_t L, index_t M, const T* coef, c
       for (int g = 0; g < G; ++g) acc[g] = simd::load(out + g * L + i);
       for (index_t r = 0; r < rows; ++r) {
         const B xv = simd::load(X + r * L + i);
-        for (int g = 0; g < G; ++g) acc[g] = xsimd::fma(B(coef[r * M + g]), xv, acc[g]);
+        for (int g = 0; g < G; ++g) acc[g] = simd::fma(B(coef[r * M + g]), xv, acc[g]);
       }
       for (int g = 0; g < G; ++g) simd::store(out + g * L + i, acc[g]);
     }

@@ -33,8 +33,8 @@ template <class T>
 inline constexpr bool active = available<T> && WEFT_VECTORIZE;
 
 #if WEFT_USE_XSIMD
-template <class T>
-using batch = xsimd::batch<T>;
+template <class T, class A = xsimd::default_arch>
+using batch = xsimd::batch<T, A>;
 template <class T>
 inline constexpr index_t width = index_t(xsimd::batch<T>::size);
 
@@ -72,6 +72,36 @@ inline void map3(const T* a, const T* b, const T* c, T* out, index_t n, FV&& fv,
   for (; i < full; i += W) store(out + i, fv(load(a + i), load(b + i), load(c + i)));
   for (; i < n; ++i) out[i] = fs(a[i], b[i], c[i]);
 }
+
+/// The xsimd vocabulary kernels use, under weft's names: kernels write simd::select,
+/// simd::abs, ... and never name xsimd themselves (this file is the one bridge).
+template <class T, class A = xsimd::default_arch>
+using batch_bool = xsimd::batch_bool<T, A>;
+template <class T>
+using as_integer_t = xsimd::as_integer_t<T>;
+using xsimd::abs;
+using xsimd::all;
+using xsimd::any;
+using xsimd::asinh;
+using xsimd::atan;
+using xsimd::batch_cast;
+using xsimd::bitwise_cast;
+using xsimd::bitwise_xor;
+using xsimd::erf;
+using xsimd::exp;
+using xsimd::expm1;
+using xsimd::floor;
+using xsimd::hadd;
+using xsimd::isnan;
+using xsimd::log;
+using xsimd::max;
+using xsimd::min;
+using xsimd::nearbyint;
+using xsimd::select;
+using xsimd::sincos;
+using xsimd::sqrt;
+using xsimd::tanh;
+using xsimd::to_float;
 
 /// a * b + c (fused where the instruction set has it).
 template <class T>
