@@ -248,7 +248,9 @@ std::pair<std::vector<SafetensorsEntry>, std::string> adapter_files(nn::Module<T
     }
     cfg["peft_type"] = "LORA";
     cfg["r"] = o.r;
-    cfg["lora_alpha"] = o.alpha;
+    // an integral alpha as an integer, as PEFT's LoraConfig (lora_alpha: int) writes it
+    if (o.alpha == std::floor(o.alpha) && std::fabs(o.alpha) < 9.0e15) cfg["lora_alpha"] = std::int64_t(o.alpha);
+    else cfg["lora_alpha"] = o.alpha;
     cfg["lora_dropout"] = o.dropout;
     cfg["use_rslora"] = o.rslora;
     cfg["init_lora_weights"] = detail::lora_init_json(o);
