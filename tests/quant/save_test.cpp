@@ -18,6 +18,7 @@
 #include "weft/nn/state_dict.hpp"
 #include "weft/phm/adapter.hpp"
 #include "weft/prune/save.hpp"
+#include "weft/quant/activation.hpp"
 #include "weft/quant/save.hpp"
 #include "weft/reparam/attach.hpp"
 
@@ -121,7 +122,9 @@ TEST_CASE_TEMPLATE("quant/save: a QAT-trained model reloads from its codes bit f
 TEST_CASE_TEMPLATE("quant/save: compander under StatsQ: the codes hold Q(Psi(v))", T, float, double) {
   Rng rng(4);
   nn::MLP<T> model(kSizes, rng);
-  auto comp = reparam::attach_compander(model);
+  reparam::CompanderOptions co;
+  co.learnable = true;  // (a, b) are parameters of the model, to be folded into the codes
+  auto comp = reparam::attach_compander(model, co);
   quant::StatsQOptions so;
   so.bits = 3;
   auto q = quant::quantize_linears(model, quant::statsq_factory<T>(so));
@@ -280,6 +283,36 @@ TEST_CASE_TEMPLATE("state dicts carry the compander's (a, b) and Compacter's sha
     reparam::attach_compander(fresh, co);
     nn::load_state_dict(fresh, p);
     CHECK(bit_equal(run(fresh, x), want));
+  }
+  SUBCASE("LSQ weights with OFQ activation quantisers (scales and shifts trained)") {
+    quant::ActivationQuantizerOptions ao;
+    ao.bits = 4;
+    ao.scale = quant::ActScale::per_tensor;
+    quant::LsqOptions lo;
+    lo.bits = 3;
+    quant::InputQuantizerFactory<T> input = [ao](const std::string&, nn::Linear<T>& l) {
+      return std::shared_ptr<nn::InputTransform<T>>(std::make_shared<quant::ActivationQuantizer<T>>(ao, l.in_features()));
+    };
+    Rng rng(1);
+    nn::MLP<T> model(kSizes, rng);
+    quant::quantize_linears(model, quant::lsq_factory<T>(lo), {}, input);
+    train(model, 4);
+    const Tensor<T> want = run(model, x);
+    const std::string p = tmp("act.safetensors");
+    nn::save_state_dict(model, p);
+    Rng rng2(2);
+    nn::MLP<T> fresh(kSizes, rng2);
+    quant::quantize_linears(fresh, quant::lsq_factory<T>(lo), {}, input);
+    // An activation quantiser initialises its scale from the first batch it sees, which would
+    // overwrite a loaded scale: one forward first (any batch), then load.
+    (void)run(fresh, x);
+    nn::load_state_dict(fresh, p);
+    CHECK(bit_equal(run(fresh, x), want));
+    Rng rng3(2);  // loading before that first forward: the scale is re-initialised (documented)
+    nn::MLP<T> late(kSizes, rng3);
+    quant::quantize_linears(late, quant::lsq_factory<T>(lo), {}, input);
+    nn::load_state_dict(late, p);
+    CHECK(!bit_equal(run(late, x), want));
   }
   SUBCASE("Compacter adapters with one shared rule") {
     const std::vector<index_t> sizes = {8, 32, 32, 4};

@@ -37,7 +37,9 @@
 // trained factors are loaded.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -46,6 +48,8 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <system_error>
+#include <type_traits>
 #include <utility>
 #include <vector>
 

@@ -26,6 +26,8 @@
 #include <vector>
 
 #include "weft/core/io/safetensors.hpp"
+#include "weft/nn/linear.hpp"
+#include "weft/nn/select.hpp"
 #include "weft/prune/attach.hpp"
 
 namespace weft::prune {

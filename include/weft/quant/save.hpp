@@ -28,6 +28,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <set>
