@@ -94,7 +94,7 @@ void read_compressed(const weft::SafetensorsFile& f) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   try {
-    const weft::peft::AdapterConfig c =
+    const weft::peft::PeftConfig c =
         weft::peft::parse_adapter_config(std::string(reinterpret_cast<const char*>(data), size), "<fuzz>");
     if (c.r < 1 || !(c.dropout >= 0 && c.dropout < 1)) broken("parse_adapter_config accepted an invalid config");
   } catch (const weft::Error&) {

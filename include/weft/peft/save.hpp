@@ -78,7 +78,7 @@ struct AdapterLoadOptions {
 };
 
 /// adapter_config.json as weft reads it (PEFT's names; only what weft uses).
-struct AdapterConfig {
+struct PeftConfig {
   std::string peft_type;                    ///< "LORA", "MISS" or "BONE"
   index_t r = 0;
   double lora_alpha = 0;                    ///< LORA
@@ -345,12 +345,12 @@ void save_adapters(nn::Module<T>& model, nn::Attachments<T>& set, const std::str
 
 /// Parses the text of an adapter_config.json (`source` names it in errors); IoError for JSON that
 /// does not parse, missing or ill-typed fields, and options weft cannot build (file comment).
-inline AdapterConfig parse_adapter_config(const std::string& text, const std::string& source = "<config>") {
+inline PeftConfig parse_adapter_config(const std::string& text, const std::string& source = "<config>") {
   const char* fn = "peft::read_adapter_config";
   const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
   WEFT_CHECK(!j.is_discarded(), io, fn, "invalid JSON in ", source);
   WEFT_CHECK(j.is_object(), io, fn, "expected a JSON object in ", source, ", got ", j.type_name());
-  AdapterConfig c;
+  PeftConfig c;
   auto need = [&](const char* key) -> const nlohmann::json& {
     const nlohmann::json* v = detail::cfg_field(j, key);
     WEFT_CHECK(v != nullptr, io, fn, "missing field '", key, "' in ", source);
@@ -444,7 +444,7 @@ inline AdapterConfig parse_adapter_config(const std::string& text, const std::st
 }
 
 /// Reads `dir`/adapter_config.json (or the file itself when `path` names a file).
-inline AdapterConfig read_adapter_config(const std::string& path) {
+inline PeftConfig read_adapter_config(const std::string& path) {
   const std::filesystem::path p(path);
   const std::string file = std::filesystem::is_directory(p) ? (p / "adapter_config.json").string() : path;
   return parse_adapter_config(detail::read_text_file(file, "peft::read_adapter_config"), file);
@@ -466,7 +466,7 @@ inline bool ends_with(const std::string& s, const std::string& suf) {
 
 /// Matches the file's tensors to the model's layers and checks names, dtypes and shapes.
 template <class T>
-std::vector<LoadPlan<T>> plan_adapter(nn::Module<T>& model, const AdapterConfig& c, const SafetensorsFile& f,
+std::vector<LoadPlan<T>> plan_adapter(nn::Module<T>& model, const PeftConfig& c, const SafetensorsFile& f,
                                       const AdapterLoadOptions& options, const char* fn) {
   const std::string prefix = "base_model.model.";
   const std::string block = std::string(".") + adapter_tensor_suffix(c.peft_type);
@@ -526,7 +526,7 @@ std::vector<LoadPlan<T>> plan_adapter(nn::Module<T>& model, const AdapterConfig&
   return plans;
 }
 
-inline LoraOptions lora_options(const AdapterConfig& c) {
+inline LoraOptions lora_options(const PeftConfig& c) {
   LoraOptions o;
   o.r = c.r;
   o.alpha = c.lora_alpha;
@@ -553,7 +553,7 @@ Attachment<T> load_adapter(nn::Module<T>& model, const std::string& dir, Rng& rn
   const char* fn = "peft::load_adapter";
   const std::filesystem::path p(dir);
   const std::string cfg_path = (p / "adapter_config.json").string();
-  const AdapterConfig c = parse_adapter_config(detail::read_text_file(cfg_path, fn), cfg_path);
+  const PeftConfig c = parse_adapter_config(detail::read_text_file(cfg_path, fn), cfg_path);
   const SafetensorsFile f = load_safetensors((p / "adapter_model.safetensors").string());
   auto plans = detail::plan_adapter(model, c, f, options, fn);
   std::set<std::string> layers;
