@@ -241,6 +241,9 @@ TEST_CASE("peft/save: the state dict's name mapping gives PyTorch module paths")
   peft::AdapterSaveOptions bad;
   bad.map_name = [](const std::string& n) { return n + "_x"; };
   CHECK_THROWS_WITH_AS(peft::save_adapter(model, rec, tmp("badmap"), bad), doctest::Contains("ending in '.weight'"), ConfigError);
+  peft::AdapterSaveOptions latin1;
+  latin1.base_model_name_or_path = "caf\xe9";
+  CHECK_THROWS_WITH_AS(peft::save_adapter(model, rec, tmp("latin1"), latin1), doctest::Contains("UTF-8"), ValueError);
 }
 
 TEST_CASE("peft/save: a named set saves each adapter as PEFT does (default in the root)") {

@@ -292,6 +292,11 @@ std::pair<std::vector<SafetensorsEntry>, std::string> adapter_files(nn::Module<T
     cfg["mini_r"] = mini_r;
     cfg["init_weights"] = init;
   }
+  // nlohmann's dump would throw its own exception on invalid UTF-8: refuse it as weft does
+  for (const auto& t : targets)
+    WEFT_CHECK(weft::detail::st_valid_utf8(t), value, fn, "expected UTF-8 module paths, got one of ", t.size(), " bytes");
+  WEFT_CHECK(weft::detail::st_valid_utf8(options.base_model_name_or_path), value, fn,
+             "expected a UTF-8 base_model_name_or_path, got one of ", options.base_model_name_or_path.size(), " bytes");
   cfg["target_modules"] = targets;
   cfg["bias"] = "none";
   cfg["modules_to_save"] = nullptr;
