@@ -7,6 +7,10 @@
 //     int64s for the others) or raises a weft::Error (rank > 4, a BOOL byte > 1, a U64 > 2^63-1);
 //   - an accepted file rewritten by the writer is accepted again with the same names, dtypes,
 //     shapes, bytes and metadata (the writer must never refuse what the reader accepted).
+//   - the readers built on top of it (issue 17) accept or raise a weft::Error on the same
+//     bytes: quant::read_quantized_weights (codes, steps and the JSON of their metadata) and
+//     prune::load_masks (packed and U8 masks) on every accepted file, and
+//     peft::parse_adapter_config (adapter_config.json) on the raw bytes as text.
 // A broken property aborts, which libFuzzer reports as a crash.
 #include <cstdint>
 #include <cstdio>
@@ -15,6 +19,9 @@
 #include <vector>
 
 #include "weft/core/io/safetensors.hpp"
+#include "weft/peft/save.hpp"
+#include "weft/prune/save.hpp"
+#include "weft/quant/save.hpp"
 
 namespace {
 
@@ -71,9 +78,27 @@ void rewrite(const weft::SafetensorsFile& f) {
   }
 }
 
+/// The readers of quantised weights and masks on an accepted file: a weft::Error or a valid result.
+void read_compressed(const weft::SafetensorsFile& f) {
+  try {
+    for (const auto& q : weft::quant::read_quantized_weights<float>(f)) q.second.validate();
+  } catch (const weft::Error&) {
+  }
+  try {
+    for (const auto& m : weft::prune::load_masks(f)) m.second.validate();
+  } catch (const weft::Error&) {
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  try {
+    const weft::peft::PeftConfig c =
+        weft::peft::parse_adapter_config(std::string(reinterpret_cast<const char*>(data), size), "<fuzz>");
+    if (c.r < 1 || !(c.dropout >= 0 && c.dropout < 1)) broken("parse_adapter_config accepted an invalid config");
+  } catch (const weft::Error&) {
+  }
   weft::SafetensorsFile f;
   try {
     f = weft::load_safetensors_bytes(data, size);
@@ -82,5 +107,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   read_all(f);
   rewrite(f);
+  read_compressed(f);
   return 0;
 }

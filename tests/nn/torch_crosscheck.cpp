@@ -14,16 +14,26 @@
 // (out, in)), reproduces torch's outputs to 1e-6 relative (max |weft - torch| / max |torch|),
 // checks that the F16/BF16 files decode to torch's widened values exactly, and writes
 // weft_f32/f16/bf16.safetensors from the float model under the torch names for the script to
-// compare with torch's own rounding. Exit 0 when every check holds.
+// compare with torch's own rounding. Then (PEFT adapters, weft/peft/save.hpp) it attaches LoRA
+// (r 4, alpha 8), rsLoRA (r 4, alpha 8) and MiSS / BoneShared (r 8) adapters to every layer of
+// the loaded float model, trains each for 20 Adam steps on a random regression target, saves them
+// PEFT-style under torch's module paths (adapter_lora/, adapter_rslora/, adapter_miss/) and writes
+// the adapted outputs on x (y_lora.npy, y_rslora.npy, y_miss.npy) for the script to rebuild from
+// the files alone. Exit 0 when every check holds.
 #include <cmath>
 #include <cstdio>
 #include <string>
 
+#include "weft/core/autograd/functions/arith.hpp"
+#include "weft/core/autograd/functions/reduce.hpp"
 #include "weft/core/autograd/tape.hpp"
 #include "weft/core/io/npy.hpp"
 #include "weft/core/rng.hpp"
 #include "weft/nn/layers.hpp"
+#include "weft/nn/optim.hpp"
 #include "weft/nn/state_dict.hpp"
+#include "weft/peft/model.hpp"
+#include "weft/peft/save.hpp"
 
 namespace {
 
@@ -87,6 +97,58 @@ bool check_half(const std::string& dir, const char* kind) {
                 std::to_string(n) + " values, " + std::to_string(bad) + " differ");
 }
 
+/// Attaches an adapter (kind "lora", "rslora" or "miss") to a copy of the torch model, trains it
+/// for 20 Adam steps, saves it PEFT-style under torch's names in DIR/adapter_<kind> and writes the
+/// adapted output on x to DIR/y_<kind>.npy.
+bool adapter_case(const std::string& dir, const std::string& kind) {
+  Rng rng(0);
+  nn::MLP<float> model({8, 32, 16, 4}, rng);
+  nn::LoadStateDictOptions lo;
+  lo.map_name = torch_to_weft;
+  nn::load_state_dict(model, dir + "/torch_mlp.safetensors", lo);
+  Rng arng(5);
+  peft::Attachment<float> rec;
+  if (kind == "miss") {
+    peft::BoneOptions bo;
+    bo.r = 8;
+    rec = peft::attach_bone_shared(model, bo, arng);
+  } else {
+    peft::LoraOptions o;
+    o.r = 4;
+    o.alpha = 8;
+    o.rslora = kind == "rslora";
+    rec = peft::attach_lora(model, o, arng);
+  }
+  peft::freeze_base(model);
+  NpyLoadOptions convert;
+  convert.convert = true;
+  const Tensor<float> x = load_npy<float>(dir + "/x.npy", convert);
+  Tensor<float> target(Shape{x.dim(0), 4});
+  init::uniform(target, -1.0, 1.0, arng);
+  nn::AdamOptions ao;
+  ao.lr = 2e-2;
+  nn::Adam<float> opt(rec.parameters(), ao);
+  for (int step = 0; step < 20; ++step) {
+    opt.zero_grad();
+    Tape<float> t;
+    Var<float> d = model(t.constant(x)) - t.constant(target);
+    t.backward(sum(d * d));
+    opt.step();
+  }
+  double moved = 0;  // the adapter must have left its initialisation (LoRA B and MiSS M start at 0)
+  for (auto& p : rec.parameters())
+    if (p.name() == "B" || p.name() == "M") moved = std::fmax(moved, double(p.value().array().abs().maxCoeff()));
+  peft::AdapterSaveOptions so;
+  so.map_name = weft_to_torch;
+  peft::save_adapter(model, rec, dir + "/adapter_" + kind, so);
+  Tape<float> t;
+  no_grad ng;
+  save_npy(dir + "/y_" + kind + ".npy", model(t.constant(x)).value());
+  char buf[120];
+  std::snprintf(buf, sizeof buf, "trained 20 steps, max |%s| = %.3g", kind == "miss" ? "M" : "B", moved);
+  return report(("saved a trained " + kind + " adapter as adapter_" + kind + "/").c_str(), moved > 1e-3, buf);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -116,6 +178,7 @@ int main(int argc, char** argv) {
       nn::save_state_dict(model, dir + "/weft_" + k.first + ".safetensors", so);
     }
     std::printf("wrote weft_f32/f16/bf16.safetensors\n");
+    for (const char* kind : {"lora", "rslora", "miss"}) ok &= adapter_case(dir, kind);
     return ok ? 0 : 1;
   } catch (const weft::Error& e) {
     std::fprintf(stderr, "torch_crosscheck: %s\n", e.what());

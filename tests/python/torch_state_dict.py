@@ -13,6 +13,12 @@
    that tile the buffer), compares the F32 bytes with torch's weights, the F16/BF16 bits with
    torch's own rounding, and loads weft's F32 file into a fresh torch model with strict
    load_state_dict: its output must equal the original's bit for bit.
+4. PEFT adapters: the weft program also trains LoRA, rsLoRA and MiSS (BoneShared) adapters on the
+   loaded model and saves them PEFT-style (adapter_model.safetensors + adapter_config.json, torch
+   module paths "0", "2", "4"). From the keys and the config alone this script rebuilds the
+   adapted weights in torch, W + (lora_alpha / r) B A (lora_alpha / sqrt(r) with use_rslora), or
+   W + the MiSS shard M^T tiled along the input, and reproduces weft's adapted outputs to 1e-6
+   (max |weft - torch| / max |torch|); a rebuild with the other scaling must miss (control).
 
 Exits 77 (ctest's SKIP_RETURN_CODE) when torch or numpy cannot be imported, 0 when every check
 holds, 1 otherwise. Usage: torch_state_dict.py --exe PATH/torch_crosscheck --dir WORKDIR
@@ -92,6 +98,84 @@ def read_safetensors(path, failures):
             for name, info in header.items()}, meta
 
 
+def check_adapter(d, kind, sd, x, failures):
+    """Rebuilds weft's adapted model from adapter_<kind>/ and compares with y_<kind>.npy."""
+    ad = os.path.join(d, f"adapter_{kind}")
+    try:
+        with open(os.path.join(ad, "adapter_config.json")) as f:
+            cfg = json.load(f)
+        tensors, meta = read_safetensors(os.path.join(ad, "adapter_model.safetensors"), failures)
+    except OSError as e:
+        failures.append(f"adapter_{kind}: {e}")
+        return
+    modules = ["0", "2", "4"]
+    miss = kind == "miss"
+    want_type = "MISS" if miss else "LORA"
+    if cfg.get("peft_type") != want_type or sorted(cfg.get("target_modules", [])) != modules:
+        failures.append(f"adapter_{kind}: config {cfg}")
+        return
+    if not miss and (cfg.get("use_rslora") != (kind == "rslora") or cfg.get("init_lora_weights") is not True):
+        failures.append(f"adapter_{kind}: config {cfg}")
+    suffixes = ["miss_block"] if miss else ["lora_A.weight", "lora_B.weight"]
+    keys = {f"base_model.model.{m}.{s}" for m in modules for s in suffixes}
+    if set(tensors) != keys:
+        failures.append(f"adapter_{kind}: keys {sorted(tensors)} != {sorted(keys)}")
+        return
+
+    def get(name):
+        dtype, shape, b = tensors[name]
+        return torch.from_numpy(np.frombuffer(b, dtype="<f4" if dtype == "F32" else "<f8").copy()).reshape(shape).double()
+
+    r = cfg["r"]
+
+    def rebuild(scale_rule):
+        model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 16), torch.nn.ReLU(),
+                                    torch.nn.Linear(16, 4)).double()
+        new = {}
+        for m in modules:
+            w = sd[f"{m}.weight"].double()
+            if miss:  # delta W[o, j] = M[j mod r, o]
+                mb = get(f"base_model.model.{m}.miss_block")
+                delta = mb.t()[:, torch.arange(w.shape[1]) % mb.shape[0]]
+            else:
+                a, b = get(f"base_model.model.{m}.lora_A.weight"), get(f"base_model.model.{m}.lora_B.weight")
+                delta = scale_rule(cfg["lora_alpha"], r) * (b @ a)
+            new[f"{m}.weight"] = w + delta
+            new[f"{m}.bias"] = sd[f"{m}.bias"].double()
+        model.load_state_dict(new, strict=True)
+        with torch.no_grad():
+            return model(x.double())
+
+    rs = cfg.get("use_rslora", False)
+    right = (lambda al, rr: al / rr ** 0.5) if rs else (lambda al, rr: al / rr)
+    wrong = (lambda al, rr: al / rr) if rs else (lambda al, rr: al / rr ** 0.5)
+    y_weft = torch.from_numpy(np.load(os.path.join(d, f"y_{kind}.npy"))).double()
+    y = rebuild(right)
+    err = float((y - y_weft).abs().max() / y.abs().max())
+    moved = float((y - model_output(sd, x)).abs().max() / y.abs().max())
+    print(f"adapter_{kind}: {len(tensors)} tensors, {cfg['peft_type']} r={r}"
+          f"{'' if miss else ', lora_alpha=%g, use_rslora=%s' % (cfg['lora_alpha'], rs)}; torch rebuild vs weft "
+          f"max|diff|/max|y| = {err:.3g} (bound 1e-6); the adapter changes the output by {moved:.3g}")
+    if not err <= 1e-6:
+        failures.append(f"adapter_{kind}: torch's rebuild differs from weft's output by {err:.3g}")
+    if moved < 1e-3:
+        failures.append(f"adapter_{kind}: the adapter hardly changes the output ({moved:.3g})")
+    if not miss:
+        bad = float((rebuild(wrong) - y_weft).abs().max() / y.abs().max())
+        print(f"  control: the rebuild with the other scaling rule misses by {bad:.3g}")
+        if bad <= 1e-4:
+            failures.append(f"adapter_{kind}: the control with the wrong scaling also matches ({bad:.3g})")
+
+
+def model_output(sd, x):
+    """The unadapted torch model's float64 output."""
+    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 16), torch.nn.ReLU(),
+                                torch.nn.Linear(16, 4)).double()
+    model.load_state_dict({k: v.double() for k, v in sd.items()}, strict=True)
+    with torch.no_grad():
+        return model(x.double())
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--exe", required=True, help="the torch_crosscheck executable")
@@ -151,6 +235,9 @@ def main():
             print(f"torch model loaded from weft_f32.safetensors reproduces its output bit for bit: {same}")
             if not same:
                 failures.append("a torch model loaded from weft's file gives a different output")
+
+    for kind in ("lora", "rslora", "miss"):
+        check_adapter(d, kind, sd, x, failures)
 
     for f in failures:
         print("FAIL:", f)

@@ -165,6 +165,7 @@ class MissMini : public nn::SidePath<T>, public Adapter<T> {
   Parameter<T>& M0() noexcept { return M0_; }  ///< (r, mini_r)
   const Parameter<T>& M0() const noexcept { return M0_; }
   index_t mini_r() const noexcept { return o_.mini_r; }
+  const BoneOptions& options() const noexcept { return o_; }
 
  protected:
   void do_merge(Tensor<T>& w) const override { add_tiled(w, T(1)); }
