@@ -84,7 +84,7 @@ TEST_CASE("peft/model: targets reach attention projections by name") {
   Tape<double> t1;
   const Tensor<double> y1 = attn(t1.constant(x)).value().clone();
   CHECK(max_rel_diff(y1, y0) > 1e-3);
-  peft::merge(attn);
+  CHECK(peft::merge(att) == 2);
   Tape<double> t2;
   CHECK(max_rel_diff(attn(t2.constant(x)).value(), y1) <= 1e-12);
   CHECK(peft::is_target("blocks.0.attn.q_proj", {"q_proj"}));
@@ -117,10 +117,10 @@ TEST_CASE("peft/model: several adapters on one layer merge together and unmerge 
     all.adapters.insert(all.adapters.end(), att.adapters.begin(), att.adapters.end());
   randomise(all, rng);
   const Tensor<double> y = forward_value(lin, x);
-  CHECK(peft::merge(lin) == 4);
+  CHECK(peft::merge(all) == 4);  // the transform first, then the side paths
   for (auto& a : all.adapters) CHECK(a.adapter->merged());
   CHECK(max_rel_diff(forward_value(lin, x), y) <= 1e-12);
-  CHECK(peft::unmerge(lin) == 4);
+  CHECK(peft::unmerge(all) == 4);
   CHECK(max_rel_diff(lin.weight.value(), w0) <= 1e-12);
   CHECK(max_rel_diff(forward_value(lin, x), y) <= 1e-12);
   CHECK(peft::merge_and_unload(lin) == 4);
@@ -134,22 +134,23 @@ TEST_CASE("peft/model: safe merge refuses NaN and leaves every weight unchanged"
   nn::MLP<double> m({6, 5, 4}, rng);
   const peft::Attachment<double> att = peft::attach_lora(m, model_lora(2, 2), rng);
   randomise(att, rng);
-  auto* second = dynamic_cast<peft::Lora<double>*>(att.adapters[1].adapter.get());
+  const auto& second = att.adapters[1].lora;
   REQUIRE(second != nullptr);
   second->B().value()(1, 0) = std::nan("");
   test::Snapshot<double> snap({m.layers[0].weight.value(), m.layers[1].weight.value()});
-  CHECK_THROWS_WITH_AS(peft::merge(m, peft::MergeOptions{true}), doctest::Contains("refused to merge into layer 'layers.1'"),
+  CHECK_THROWS_WITH_AS(peft::merge(att, peft::MergeOptions{true}), doctest::Contains("refused to merge into layer 'layers.1'"),
                        ValueError);
   CHECK(snap.unchanged());
   for (auto& a : att.adapters) CHECK_FALSE(a.adapter->merged());
-  CHECK(peft::merge(m) == 2);  // the unsafe merge goes through
+  CHECK(peft::merge(att) == 2);  // the unsafe merge goes through
   CHECK_FALSE(m.layers[1].weight.value().all_finite());
 }
 
 TEST_CASE("peft/model: merging into a base of another shape, or under a foreign transform, is refused") {
   Rng rng(65);
   nn::Linear<double> lin(6, 4, rng);
-  auto a = peft::add_lora(lin, model_lora(2, 2), rng);
+  const peft::Attachment<double> att = peft::attach_lora(lin, model_lora(2, 2), rng);
+  const auto& a = att.adapters[0].adapter;
   Tensor<double> other = test::randn<double>({4, 5}, rng);
   test::Snapshot<double> so({other});
   WEFT_NN_CHECK_FAILS(a->merge_into(other), ShapeError, "peft::Adapter::merge_into");
@@ -157,7 +158,7 @@ TEST_CASE("peft/model: merging into a base of another shape, or under a foreign 
   CHECK(so.unchanged());
   lin.add_transform(std::make_shared<Doubler>());
   test::Snapshot<double> sw({lin.weight.value()});
-  CHECK_THROWS_WITH_AS(peft::merge(lin), doctest::Contains("got 'doubler'"), ConfigError);
+  CHECK_THROWS_WITH_AS(peft::merge(att), doctest::Contains("got 'doubler'"), ConfigError);
   CHECK(sw.unchanged());
   CHECK_FALSE(a->merged());
   // a BoneAffine cannot go after a foreign transform (it acts on the plain stored weight): refused
@@ -169,11 +170,11 @@ TEST_CASE("peft/model: merging into a base of another shape, or under a foreign 
   WEFT_NN_CHECK_FAILS(peft::attach_bone_affine(l2, model_bone(4), rng), ConfigError, "peft::attach_bone_affine");
   CHECK(l2.transforms().size() == 1);
   nn::Linear<double> l3(8, 8, rng);
-  auto b3 = peft::add_bone_affine(l3, model_bone(4), rng);
-  b3->B().value().copy_from(test::randn<double>({2, 4, 4}, rng, 0, 0.2));
+  const peft::Attachment<double> b3 = peft::attach_bone_affine(l3, model_bone(4), rng);
+  b3.parameters()[0].value().copy_from(test::randn<double>({2, 4, 4}, rng, 0, 0.2));  // B
   l3.add_transform(std::make_shared<Doubler>());
   const Tensor<double> x = test::randn<double>({3, 8}, rng), y = forward_value(l3, x);
-  CHECK(peft::merge(l3) == 1);
+  CHECK(peft::merge(b3) == 1);
   CHECK(max_rel_diff(forward_value(l3, x), y) <= 1e-12);
   CHECK(peft::merge_and_unload(l3) == 1);
   REQUIRE(l3.transforms().size() == 1);  // the foreign transform stays
