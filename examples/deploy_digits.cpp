@@ -67,7 +67,7 @@ Run run(std::uint64_t seed, const DigitsSplit& d) {
   train_digits(mlp, d, fc, seed + 100);
   quant::StatsQOptions so;
   so.bits = 2;
-  quant::quantize_linears<float>(mlp, quant::statsq_factory<float>(so));
+  const auto att = quant::quantize_linears<float>(mlp, quant::statsq_factory<float>(so));
   TrainConfig qc;
   qc.epochs = 30;
   Run r;
@@ -80,7 +80,7 @@ Run run(std::uint64_t seed, const DigitsSplit& d) {
     qat = mlp(t.constant(d.test.x)).value().clone();
   }
   std::vector<deploy::PackedWeights<2, 0>> packed;
-  for (auto& l : mlp.layers) packed.push_back(deploy::pack<2, 0>(quant::export_weights(l)));
+  for (auto& q : att.layers) packed.push_back(deploy::pack<2, 0>(quant::export_weights(q)));  // from the record
   const index_t n = d.test.size();
   std::vector<float> ws, logits(std::size_t(n * 10));
   {

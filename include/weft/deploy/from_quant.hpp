@@ -2,7 +2,8 @@
 // the exported codes and steps of a quantised layer (quant::export_weights) as packed weights.
 // The one deploy header that includes quant/; the packed types and kernels need only core/.
 //
-//   auto qw = quant::export_weights(mlp.layers[0]);            // 2-bit StatsQ, per row
+//   auto att = quant::quantize_linears(mlp, quant::statsq_factory<float>(so));  // 2-bit, per row
+//   auto qw = quant::export_weights(att.layers[0]);            // the quantiser from the record
 //   auto pw = deploy::pack<2, 0>(qw);                           // 2 bits + one step per row
 //   Tensor<float> y = deploy::linear(pw.view(), x, &mlp.layers[0].bias.value());
 //
