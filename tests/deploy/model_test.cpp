@@ -104,7 +104,7 @@ TEST_CASE("deploy/model: LayerNorm, GELU and float linear operations equal nn's 
   ln.gamma.value().copy_from(test::rand_uniform<float>(Shape{d}, rng, 0.5, 1.5));
   ln.beta.value().copy_from(test::rand_uniform<float>(Shape{d}, rng, -0.5, 0.5));
   nn::MLP<float> mlp({d, h, out}, rng, nn::Activation::gelu);
-  const auto q1 = quant::quantize_linear(mlp.layers[0], quant::statsq<4, float>());  // the first layer 4-bit, the head float
+  const auto q1 = quant::quantize_linear<float>(mlp.layers[0], quant::statsq<4, float>());  // the first layer 4-bit, the head float
   const Tensor<float> x = test::rand_uniform<float>(Shape{batch, d}, rng, -2, 2);
   Tensor<float> expected;
   {
