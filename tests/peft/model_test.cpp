@@ -43,6 +43,11 @@ struct Doubler : nn::WeightTransform<double> {
   std::string name() const override { return "doubler"; }
   Var<double> apply(const Var<double>& w) override { return w * 2.0; }
 };
+/// x -> x / 2: an input transform (as an activation quantiser is).
+struct Halver : nn::InputTransform<double> {
+  std::string name() const override { return "halver"; }
+  Var<double> apply(const Var<double>& x) override { return x * 0.5; }
+};
 /// Fills every adapter parameter of `att` with random values (a "trained" state).
 void randomise(const peft::Attachment<double>& att, Rng& rng, double scale = 0.2) {
   for (auto& p : att.parameters()) p.value().copy_from(test::randn<double>(p.shape(), rng, 0, scale));
@@ -180,6 +185,42 @@ TEST_CASE("peft/model: merging into a base of another shape, or under a foreign 
   REQUIRE(l3.transforms().size() == 1);  // the foreign transform stays
   CHECK(l3.transforms()[0]->name() == "doubler");
   CHECK(max_rel_diff(forward_value(l3, x), y) <= 1e-12);
+}
+
+TEST_CASE("peft/model: merge order across records on one layer; a side path under an input transform stays unmerged") {
+  Rng rng(66);
+  nn::Linear<double> lin(8, 8, rng);
+  const Tensor<double> w0 = lin.weight.value().clone(), x = test::randn<double>({4, 8}, rng);
+  const peft::Attachment<double> lo = peft::attach_lora(lin, model_lora(2, 2), rng);
+  const peft::Attachment<double> ba = peft::attach_bone_affine(lin, model_bone(4), rng);
+  randomise(lo, rng);
+  randomise(ba, rng);
+  const Tensor<double> y = forward_value(lin, x);
+  // the side path waits for the transform; the transform does not go under a merged side path
+  test::Snapshot<double> snap({lin.weight.value()});
+  CHECK_THROWS_WITH_AS(peft::merge(lo), doctest::Contains("got 'bone_affine'"), ConfigError);
+  CHECK(snap.unchanged());
+  CHECK(peft::merge(ba) == 1);
+  CHECK(ba.adapters[0].object->in_weight());
+  CHECK(peft::merge(lo) == 1);
+  CHECK(max_rel_diff(forward_value(lin, x), y) <= 1e-12);
+  test::Snapshot<double> merged({lin.weight.value()});
+  CHECK_THROWS_WITH_AS(peft::unmerge(ba), doctest::Contains("got the merged 'lora'"), ConfigError);
+  CHECK(merged.unchanged());
+  CHECK(peft::unmerge(lo) == 1);
+  CHECK(peft::unmerge(ba) == 1);
+  CHECK(max_rel_diff(lin.weight.value(), w0) <= 1e-12);
+  CHECK(max_rel_diff(forward_value(lin, x), y) <= 1e-12);
+  // an input transform: the path reads the raw input, the product the transformed one
+  lin.add_input_transform(std::make_shared<Halver>());
+  CHECK(peft::merge(ba) == 1);  // a transform still merges (it acts on the weight, not the input)
+  test::Snapshot<double> before({lin.weight.value()});
+  CHECK_THROWS_WITH_AS(peft::merge(lo), doctest::Contains("got 'halver'"), ConfigError);
+  CHECK(before.unchanged());
+  CHECK_FALSE(lo.adapters[0].adapter->merged());
+  // a record whose adapter was removed from its layer is refused
+  peft::unload(lin);
+  WEFT_NN_CHECK_FAILS(peft::merge(ba), ConfigError, "peft::merge");
 }
 
 TEST_CASE("peft/model: attach checks every layer first; unload detaches without merging") {
