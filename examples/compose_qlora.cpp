@@ -70,16 +70,17 @@ double recovered(const TaskResult& r, int a) {
   return (r.quant_adapted[a] - r.quant_base) / (r.float_adapted[a] - r.quant_base);
 }
 
-/// Puts a 2-bit StatsQ on every Linear of `m` (per row). Returns the layers' exported codes.
+/// Puts a 2-bit StatsQ on every Linear of `m` (per row), recorded in `att`. Returns the layers'
+/// exported codes.
 template <class T>
-std::vector<quant::QuantizedWeights<T>> quantize_2bit(nn::MLP<T>& m, index_t& mismatches) {
+std::vector<quant::QuantizedWeights<T>> quantize_2bit(nn::MLP<T>& m, index_t& mismatches, quant::QuantAttachment<T>& att) {
   quant::StatsQOptions so;
   so.bits = 2;
-  (void)quant::quantize_linears(m, quant::statsq_factory<T>(so));
+  att = quant::quantize_linears(m, quant::statsq_factory<T>(so));
   std::vector<quant::QuantizedWeights<T>> codes;
-  for (auto& l : m.layers) {
-    codes.push_back(quant::export_weights(l));
-    const Tensor<T> used = l.folded_weight();
+  for (auto& q : att.layers) {
+    codes.push_back(quant::export_weights(q));
+    const Tensor<T> used = q.layer->folded_weight();
     const Tensor<T> deq = codes.back().dequantize();
     mismatches += std::memcmp(used.data(), deq.data(), sizeof(T) * std::size_t(used.numel())) != 0;
   }
@@ -88,10 +89,10 @@ std::vector<quant::QuantizedWeights<T>> quantize_2bit(nn::MLP<T>& m, index_t& mi
 
 /// Exported codes that differ from `before` (the base must not move while the adapter trains).
 template <class T>
-index_t codes_moved(nn::MLP<T>& m, const std::vector<quant::QuantizedWeights<T>>& before) {
+index_t codes_moved(const quant::QuantAttachment<T>& att, const std::vector<quant::QuantizedWeights<T>>& before) {
   index_t n = 0;
-  for (std::size_t i = 0; i < m.layers.size(); ++i) {
-    const auto now = quant::export_weights(m.layers[i]);
+  for (std::size_t i = 0; i < att.layers.size(); ++i) {
+    const auto now = quant::export_weights(att.layers[i]);
     n += now.codes != before[i].codes || now.step != before[i].step;
   }
   return n;
@@ -174,8 +175,9 @@ TaskResult run(int seed) {
       nn::MLP<double> m(kSizes, arng, nn::Activation::tanh, false);
       nn::copy_parameters(base, m);
       std::vector<quant::QuantizedWeights<double>> codes;
+      quant::QuantAttachment<double> qatt;
       if (quantized) {
-        codes = quantize_2bit(m, r.code_mismatch);
+        codes = quantize_2bit(m, r.code_mismatch, qatt);
         if (a == 0) r.quant_base = test_mse(m, tx, ty);
       }
       std::vector<Parameter<double>> params;
@@ -186,7 +188,7 @@ TaskResult run(int seed) {
       Tape<double> tape;
       for (int s = 0; s < kSteps; ++s) step(m, opt, tape, bx[std::size_t(s)], by[std::size_t(s)]);
       (quantized ? r.quant_adapted : r.float_adapted)[a] = test_mse(m, tx, ty);
-      if (quantized) r.code_mismatch += codes_moved(m, codes);
+      if (quantized) r.code_mismatch += codes_moved(qatt, codes);
     }
   }
   return r;
@@ -235,8 +237,9 @@ TaskResult run(int seed, const DigitsSplit& d) {
       nn::MLP<float> m(kSizes, arng);
       nn::copy_parameters(base, m);
       std::vector<quant::QuantizedWeights<float>> codes;
+      quant::QuantAttachment<float> qatt;
       if (quantized) {
-        codes = quantize_2bit(m, r.code_mismatch);
+        codes = quantize_2bit(m, r.code_mismatch, qatt);
         if (a == 0) r.quant_base = accuracy(m, d);
       }
       std::vector<Parameter<float>> params;
@@ -244,7 +247,7 @@ TaskResult run(int seed, const DigitsSplit& d) {
       nn::Adam<float> opt(params);
       train(m, opt, d, kAdaptEpochs, std::uint64_t(seed) * 1000 + 2);
       (quantized ? r.quant_adapted : r.float_adapted)[a] = accuracy(m, d);
-      if (quantized) r.code_mismatch += codes_moved(m, codes);
+      if (quantized) r.code_mismatch += codes_moved(qatt, codes);
     }
   }
   return r;

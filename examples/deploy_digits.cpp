@@ -129,8 +129,11 @@ Run run_vit(std::uint64_t seed, const DigitsSplit& d) {
   for (auto& b : vit.blocks) {
     q.blocks.push_back(std::make_unique<quant::QkrTransformerBlock<float>>(b));
     q.blocks.back()->qkr.product_quantizer = quant::statsq<2, float>();
-    for (auto* l : {&b.attn.v_proj, &b.attn.out_proj, &b.mlp.layers[0], &b.mlp.layers[1]}) l->add_transform(quant::statsq<2, float>());
   }
+  // v_proj, out_proj and the MLP layers of every block, 2-bit StatsQ per row; pack reads the record
+  const quant::QuantAttachment<float> quantized = quant::quantize_linears<float>(
+      vit, [](const std::string&, nn::Linear<float>&) { return quant::statsq<2, float>(); },
+      nn::Selector<float>::regex("blocks\\.[0-9]+\\.(attn\\.(v_proj|out_proj)|mlp\\.layers\\.[01])"));
   TrainConfig qc;
   qc.epochs = 20;
   qc.lr = 1e-3;
@@ -145,7 +148,7 @@ Run run_vit(std::uint64_t seed, const DigitsSplit& d) {
   }
   std::vector<quant::QkrTransformerBlock<float>*> qb;
   for (auto& b : q.blocks) qb.push_back(b.get());
-  const auto packed = deploy::pack<2, 0>(vit, qb);
+  const auto packed = deploy::pack<2, 0>(vit, qb, quantized);
   std::vector<float> ws;
   {
     const auto probe = packed.model<27>();  // only for the workspace size
@@ -176,7 +179,7 @@ Run run(std::uint64_t seed, const DigitsSplit& d) {
   train_digits(mlp, d, fc, seed + 100);
   quant::StatsQOptions so;
   so.bits = 2;
-  quant::quantize_linears<float>(mlp, quant::statsq_factory<float>(so));
+  const auto att = quant::quantize_linears<float>(mlp, quant::statsq_factory<float>(so));
   TrainConfig qc;
   qc.epochs = 30;
   Run r;
@@ -189,7 +192,7 @@ Run run(std::uint64_t seed, const DigitsSplit& d) {
     qat = mlp(t.constant(d.test.x)).value().clone();
   }
   std::vector<deploy::PackedWeights<2, 0>> packed;
-  for (auto& l : mlp.layers) packed.push_back(deploy::pack<2, 0>(quant::export_weights(l)));
+  for (auto& q : att.layers) packed.push_back(deploy::pack<2, 0>(quant::export_weights(q)));  // from the record
   const index_t n = d.test.size();
   std::vector<float> ws, logits(std::size_t(n * 10));
   {

@@ -97,15 +97,14 @@ int run_qat(const dist::Communicator& comm, bool quick, std::vector<Row>& rows) 
   so.bits = 2;
   nn::Adam<float> opt(m.parameters());
   quant::OscillationTracker<float> tracker;
+  quant::CgaController<float> cga;
   for (int i = 0; i < 2; ++i) {
     auto q = std::make_shared<quant::StatsQuantizer<quant::dynamic_bits, float>>(so);
     m.layers[std::size_t(i)].add_transform(q);
     tracker.track(q);
+    cga.manage(m.layers[std::size_t(i)], q, i == 0 ? "W1" : "W2");
   }
   tracker.attach(opt);
-  quant::CgaController<float> cga;
-  cga.manage(m.layers[0], "W1");
-  cga.manage(m.layers[1], "W2");
   cga.set_active(false);
   cga.attach(opt);
   // constructed after the tracker and CGA hooks: its all-reduce still runs first

@@ -86,14 +86,19 @@ RunA run_a(ArmA arm, int bits, nn::MLP<float>& fp, const DigitsSplit& d, std::ui
   nn::MLP<float> m = make_mlp(seed);
   nn::copy_parameters(fp, m);
   std::vector<std::shared_ptr<quant::WeightQuantizer<float>>> qs;
+  std::vector<std::shared_ptr<quant::StatsQuantizerBase<float>>> sqs;  // the StatsQ ones, for CGA
   quant::StatsQOptions so;
   so.bits = bits;
   quant::LsqOptions lo;
   lo.bits = bits;
   for (int i = 0; i < 2; ++i) {
     auto& l = m.layers[std::size_t(i)];
-    if (arm == ArmA::lsq) qs.push_back(std::make_shared<quant::LsqQuantizer<quant::dynamic_bits, float>>(lo, l.weight.value()));
-    else qs.push_back(std::make_shared<quant::StatsQuantizer<quant::dynamic_bits, float>>(so));
+    if (arm == ArmA::lsq) {
+      qs.push_back(std::make_shared<quant::LsqQuantizer<quant::dynamic_bits, float>>(lo, l.weight.value()));
+    } else {
+      sqs.push_back(std::make_shared<quant::StatsQuantizer<quant::dynamic_bits, float>>(so));
+      qs.push_back(sqs.back());
+    }
     l.add_transform(qs.back());
   }
   nn::Adam<float> opt(m.parameters());
@@ -106,8 +111,8 @@ RunA run_a(ArmA arm, int bits, nn::MLP<float>& fp, const DigitsSplit& d, std::ui
   std::vector<Tensor<float>> before(2);
   nn::HookHandle check_pre, check_post;  // the example's own checks, removed with these handles
   if (with_cga) {
-    cga.manage(m.layers[0], "W1");
-    cga.manage(m.layers[1], "W2");
+    cga.manage(m.layers[0], sqs[0], "W1");
+    cga.manage(m.layers[1], sqs[1], "W2");
     cga.set_active(false);
     check_pre = opt.add_pre_step_hook([&](nn::Optimizer<float>&) {  // independent check of assertion 4
       if (cga.active())

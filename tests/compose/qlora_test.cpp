@@ -25,12 +25,12 @@ using namespace weft;
 
 /// 2-bit StatsQ (per row) on every Linear of m; the exported codes of each layer.
 template <class T>
-std::vector<quant::QuantizedWeights<T>> quantize_2bit(nn::MLP<T>& m) {
+std::vector<quant::QuantizedWeights<T>> quantize_2bit(nn::MLP<T>& m, quant::QuantAttachment<T>& att) {
   quant::StatsQOptions so;
   so.bits = 2;
-  (void)quant::quantize_linears(m, quant::statsq_factory<T>(so));
+  att = quant::quantize_linears(m, quant::statsq_factory<T>(so));
   std::vector<quant::QuantizedWeights<T>> out;
-  for (auto& l : m.layers) out.push_back(quant::export_weights(l));
+  for (auto& q : att.layers) out.push_back(quant::export_weights(q));
   return out;
 }
 
@@ -79,12 +79,13 @@ TEST_CASE_TEMPLATE("compose/qlora: a frozen 2-bit StatsQ base plus LoRA or BoneS
     CAPTURE(kind);
     Rng rng(1600 + std::uint64_t(kind));
     nn::MLP<T> m({12, 20, 6}, rng, nn::Activation::tanh);
-    const auto codes = quantize_2bit(m);
+    quant::QuantAttachment<T> att;
+    const auto codes = quantize_2bit(m, att);
     std::vector<Tensor<T>> stored;
-    for (auto& l : m.layers) {
-      stored.push_back(l.weight.value().clone());
+    for (std::size_t i = 0; i < m.layers.size(); ++i) {
+      stored.push_back(m.layers[i].weight.value().clone());
       // the codes are what the product uses
-      CHECK(test::identical(quant::export_weights(l).dequantize(), l.folded_weight()));
+      CHECK(test::identical(quant::export_weights(att.layers[i]).dequantize(), m.layers[i].folded_weight()));
     }
     const std::vector<Parameter<T>> params = attach(m, kind, rng);
     const index_t trainable = peft::freeze_base(m);
@@ -107,7 +108,7 @@ TEST_CASE_TEMPLATE("compose/qlora: a frozen 2-bit StatsQ base plus LoRA or BoneS
     for (std::size_t i = 0; i < m.layers.size(); ++i) {
       nn::Linear<T>& l = m.layers[i];
       CHECK(test::identical(l.weight.value(), stored[i]));  // the float shadow never moved
-      const auto now = quant::export_weights(l);
+      const auto now = quant::export_weights(att.layers[i]);
       CHECK(now.codes == codes[i].codes);  // nor did the codes and steps
       CHECK(test::same_bits(now.step, codes[i].step));
       // the layer's output = the integer product from the codes (+ bias) + the adapter's path
@@ -162,7 +163,8 @@ TEST_CASE("compose/qlora: on a small shifted teacher, LoRA on the 2-bit base rec
     nn::MLP<double> m({8, 16, 4}, arng, nn::Activation::tanh, false);
     nn::copy_parameters(base, m);
     if (quantized) {
-      (void)quantize_2bit(m);
+      quant::QuantAttachment<double> att;
+      (void)quantize_2bit(m, att);
       quant_base = mse_of(m, tx, ty);
     }
     peft::LoraOptions lo;

@@ -60,7 +60,9 @@ template class deploy::Model<2, 0>;
 template class deploy::Model<2, 0, 32>;
 template struct deploy::PackedQkrViT<2, 0>;
 template deploy::Model<2, 0, 27> deploy::PackedQkrViT<2, 0>::model<27>() const;
-template deploy::PackedQkrAttention<2, 0> deploy::pack<2, 0>(quant::QkrAttention<float>&);
+template deploy::PackedQkrAttention<2, 0> deploy::pack<2, 0>(quant::QkrAttention<float>&,
+                                                             const quant::QuantAttachment<float>&);
 template deploy::PackedQkrViT<2, 0> deploy::pack<2, 0>(nn::TinyViT<float>&,
-                                                       const std::vector<quant::QkrTransformerBlock<float>*>&);
+                                                       const std::vector<quant::QkrTransformerBlock<float>*>&,
+                                                       const quant::QuantAttachment<float>&);
 }  // namespace weft

@@ -49,7 +49,7 @@ TEST_CASE("deploy/model: a trained 2-bit StatsQ MLP on caller buffers gives the 
   nn::MLP<float> mlp({64, 128, 10}, rng);
   quant::StatsQOptions so;
   so.bits = 2;
-  quant::quantize_linears<float>(mlp, quant::statsq_factory<float>(so));
+  const auto att = quant::quantize_linears<float>(mlp, quant::statsq_factory<float>(so));
   {
     nn::AdamOptions ao;
     ao.lr = 3e-3;
@@ -66,8 +66,8 @@ TEST_CASE("deploy/model: a trained 2-bit StatsQ MLP on caller buffers gives the 
     }
   }
   const Tensor<float> qat = eval(mlp, test_set.x);
-  const auto w1 = deploy::pack<2, 0>(quant::export_weights(mlp.layers[0]));
-  const auto w2 = deploy::pack<2, 0>(quant::export_weights(mlp.layers[1]));
+  const auto w1 = deploy::pack<2, 0>(quant::export_weights(att.layers[0]));
+  const auto w2 = deploy::pack<2, 0>(quant::export_weights(att.layers[1]));
   deploy::Model<2, 0> m(64);
   m.linear(w1.view(), mlp.layers[0].bias.value().data()).relu().linear(w2.view(), mlp.layers[1].bias.value().data());
   CHECK(m.size() == 3);
@@ -104,7 +104,7 @@ TEST_CASE("deploy/model: LayerNorm, GELU and float linear operations equal nn's 
   ln.gamma.value().copy_from(test::rand_uniform<float>(Shape{d}, rng, 0.5, 1.5));
   ln.beta.value().copy_from(test::rand_uniform<float>(Shape{d}, rng, -0.5, 0.5));
   nn::MLP<float> mlp({d, h, out}, rng, nn::Activation::gelu);
-  mlp.layers[0].add_transform(quant::statsq<4, float>());  // the first layer 4-bit, the head float
+  const auto q1 = quant::quantize_linear<float>(mlp.layers[0], quant::statsq<4, float>());  // the first layer 4-bit, the head float
   const Tensor<float> x = test::rand_uniform<float>(Shape{batch, d}, rng, -2, 2);
   Tensor<float> expected;
   {
@@ -112,7 +112,7 @@ TEST_CASE("deploy/model: LayerNorm, GELU and float linear operations equal nn's 
     no_grad ng;
     expected = mlp(ln(t.constant(x))).value().clone();
   }
-  const auto w1 = deploy::pack<4, 0>(quant::export_weights(mlp.layers[0]));
+  const auto w1 = deploy::pack<4, 0>(quant::export_weights(q1));
   deploy::Model<4, 0> m(d);
   m.layer_norm(ln.gamma.value().data(), ln.beta.value().data(), 1e-5f)
       .linear(w1.view(), mlp.layers[0].bias.value().data())

@@ -68,10 +68,12 @@ double max_row_relative(const Tensor<float>& a, const Tensor<float>& e) {
 }
 
 template <int Bits, int GS>
-std::size_t check_deployed(nn::MLP<float>& mlp, const Dataset<float>& test) {
+std::size_t check_deployed(nn::MLP<float>& mlp, const quant::QuantAttachment<float>& att, const Dataset<float>& test) {
   std::vector<deploy::PackedWeights<Bits, GS>> packed;
-  for (auto& l : mlp.layers) {
-    const quant::QuantizedWeights<float> qw = quant::export_weights(l);
+  REQUIRE(att.layers.size() == mlp.layers.size());
+  for (auto& q : att.layers) {
+    nn::Linear<float>& l = *q.layer;
+    const quant::QuantizedWeights<float> qw = quant::export_weights(q);
     packed.push_back(deploy::pack<Bits, GS>(qw));
     // lossless, and per layer equal to the integer reference and to x Q(W)^T
     CHECK(packed.back().unpack_codes() == qw.codes);
@@ -110,12 +112,12 @@ TEST_CASE("deploy/qat: a trained 2-bit StatsQ MLP, packed, gives the QAT eval lo
   nn::MLP<float> mlp({64, 96, 10}, rng);
   quant::StatsQOptions so;
   so.bits = 2;
-  quant::quantize_linears<float>(mlp, quant::statsq_factory<float>(so));
+  const auto att = quant::quantize_linears<float>(mlp, quant::statsq_factory<float>(so));
   train(mlp, train_set, 40, rng);
   // 96 rows x (4 words + 1 step) + 10 rows x (6 words + 1 step), 4 B each: 2.48 bits per weight
-  CHECK(check_deployed<2, 0>(mlp, test_set) == 96 * 5 * 4 + 10 * 7 * 4);
-  check_deployed<2, 32>(mlp, test_set);  // per-row steps repeated per group of 32
-  check_deployed<2, 64>(mlp, test_set);
+  CHECK(check_deployed<2, 0>(mlp, att, test_set) == 96 * 5 * 4 + 10 * 7 * 4);
+  check_deployed<2, 32>(mlp, att, test_set);  // per-row steps repeated per group of 32
+  check_deployed<2, 64>(mlp, att, test_set);
 }
 
 TEST_CASE("deploy/qat: a trained 4-bit LSQ MLP, packed, gives the QAT eval logits and predictions") {
@@ -124,10 +126,10 @@ TEST_CASE("deploy/qat: a trained 4-bit LSQ MLP, packed, gives the QAT eval logit
   nn::MLP<float> mlp({64, 96, 10}, rng);
   quant::LsqOptions lo;
   lo.bits = 4;
-  quant::quantize_linears<float>(mlp, quant::lsq_factory<float>(lo));
+  const auto att = quant::quantize_linears<float>(mlp, quant::lsq_factory<float>(lo));
   train(mlp, train_set, 40, rng);
-  check_deployed<4, 0>(mlp, test_set);
-  check_deployed<4, 128>(mlp, test_set);
+  check_deployed<4, 0>(mlp, att, test_set);
+  check_deployed<4, 128>(mlp, att, test_set);
 }
 
 }  // namespace weft_unit_deploy_qat_test

@@ -52,10 +52,12 @@ struct QkrViT {
       o.qk_bias = i == 0 ? quant::QkBias::exact : quant::QkBias::drop;
       qkr.push_back(std::make_unique<quant::QkrTransformerBlock<float>>(b, o));
       qkr.back()->qkr.product_quantizer = quant::statsq<2, float>();
-      for (auto* l : {&b.attn.v_proj, &b.attn.out_proj, &b.mlp.layers[0], &b.mlp.layers[1]})
-        l->add_transform(quant::statsq<2, float>());
     }
   }
+  // v_proj, out_proj and the MLP layers of every block, 2-bit StatsQ per row (the record pack reads)
+  quant::QuantAttachment<float> quantized = quant::quantize_linears<float>(
+      vit, [](const std::string&, nn::Linear<float>&) { return quant::statsq<2, float>(); },
+      nn::Selector<float>::regex("blocks\\.[0-9]+\\.(attn\\.(v_proj|out_proj)|mlp\\.layers\\.[01])"));
   Var<float> operator()(const Var<float>& x) {
     return vit.forward(x, [this](std::size_t i, const Var<float>& h) { return (*qkr[i])(h); });
   }
@@ -93,7 +95,7 @@ TEST_CASE("deploy/vit: a trained 2-bit QKR ViT on caller buffers gives the QAT e
     no_grad ng;
     qat = m(t.constant(test_set.x)).value().clone();
   }
-  const auto packed = deploy::pack<2, 0>(m.vit, m.blocks());
+  const auto packed = deploy::pack<2, 0>(m.vit, m.blocks(), m.quantized);
   REQUIRE(packed.blocks.size() == 2);
   CHECK(!packed.blocks[0].attn.key_bias.empty());  // exact: the query bias' key term
   CHECK(packed.blocks[1].attn.key_bias.empty());   // drop

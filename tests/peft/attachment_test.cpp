@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "../../examples/common/roundtrip.hpp"  // shared with examples/compose_detach.cpp
 #include "peft_test_util.hpp"
 #include "support/test_util.hpp"
 #include "weft/nn/attachment.hpp"
@@ -29,51 +30,24 @@ using namespace weft;
 
 namespace {
 
+// the model helpers of the shared round trip (examples/common/roundtrip.hpp)
+using weft_examples::roundtrip::attached_count;
+using weft_examples::roundtrip::half_mask;
+using weft_examples::roundtrip::stored;
+
 template <class T>
 Tensor<T> run(nn::MLP<T>& m, const Tensor<T>& x) {
-  Tape<T> tape;
-  no_grad ng;
-  return m(tape.constant(x)).value().clone();
+  return weft_examples::roundtrip::output(m, x);
 }
-
-/// Every stored parameter of the model's Linears (weights and biases), cloned.
-template <class T>
-std::vector<Tensor<T>> stored(nn::MLP<T>& m) {
-  std::vector<Tensor<T>> out;
-  for (auto& l : m.layers) {
-    out.push_back(l.weight.value().clone());
-    out.push_back(l.bias.value().clone());
-  }
-  return out;
-}
-
 template <class T>
 bool all_identical(const std::vector<Tensor<T>>& a, const std::vector<Tensor<T>>& b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (!test::identical(a[i], b[i])) return false;
-  return true;
-}
-
-template <class T>
-std::size_t attached_count(nn::MLP<T>& m) {
-  std::size_t n = 0;
-  for (auto& l : m.layers)
-    n += l.transforms().size() + l.side_paths().size() + l.input_transforms().size() + l.output_adapters().size();
-  return n;
+  return weft_examples::roundtrip::identical(a, b);
 }
 
 /// Random values for every parameter of a record (adapters then differ from their no-op init).
 template <class T>
 void randomise(const nn::Attachment<T>& a, Rng& rng, double sd = 0.2) {
   for (auto p : a.parameters()) p.value().copy_from(test::randn<T>(p.shape(), rng, 0, sd));
-}
-
-/// A 50 % mask of a rows x cols matrix (every other entry).
-prune::Mask half_mask(index_t r, index_t c, int phase) {
-  prune::Mask m(r, c);
-  for (std::size_t i = 0; i < m.keep.size(); ++i) m.keep[i] = std::uint8_t((int(i) + phase) % 2);
-  return m;
 }
 
 peft::LoraOptions lora(index_t r, peft::LoraInit init = peft::LoraInit::kaiming) {
@@ -93,35 +67,15 @@ peft::BoneOptions bone(index_t r) {
 
 TEST_CASE_TEMPLATE("nn/attachment: every family attached, detached in reverse order: bit-identical model", T, float,
                    double) {
+  // the composition of examples/compose_detach.cpp (examples/common/roundtrip.hpp), plus the
+  // out-of-order checks
   Rng rng(1601);
   nn::MLP<T> m({16, 16, 16, 8}, rng);
   const Tensor<T> x = test::randn<T>({5, 16}, rng);
   const auto w0 = stored(m);
   const Tensor<T> y0 = run(m, x);
 
-  std::vector<nn::Attachment<T>> recs;  // any family's record
-  recs.push_back(peft::attach_lora(m, lora(2), rng, {"layers.0"}));
-  recs.push_back(peft::attach_lora(m, lora(2, peft::LoraInit::pissa), rng, {"layers.1"}));  // rewrites W
-  recs.push_back(peft::attach_bone_shared(m, bone(4), rng, {"layers.2"}));
-  recs.push_back(peft::attach_bone_affine(m, bone(4), rng, {"layers.0"}));
-  phm::AdapterConfig pc = phm::AdapterConfig::make(phm::AdapterKind::compacter);
-  pc.reduction_factor = 4;
-  recs.push_back(phm::add_adapters(m, pc, rng, {"layers.1"}));
-  quant::ActivationQuantizerOptions ao;
-  ao.scale = quant::ActScale::per_tensor;
-  ao.bits = 4;
-  quant::StatsQOptions so;
-  so.bits = 2;
-  recs.push_back(quant::quantize_linears<T>(
-      m, quant::statsq_factory<T>(so), nn::Selector<T>({"layers.0", "layers.2"}),
-      [&](const std::string&, nn::Linear<T>& l) { return std::make_shared<quant::ActivationQuantizer<T>>(ao, l.in_features()); }));
-  recs.push_back(reparam::attach_compander(m, reparam::CompanderOptions{}, {"layers.1"}));  // rewrites W_res to v
-  quant::LsqOptions lo;
-  lo.bits = 3;
-  recs.push_back(quant::quantize_linears(m, quant::lsq_factory<T>(lo), {"layers.1"}));
-  recs.push_back(prune::apply_masks(m, {"layers.2"}, std::vector<prune::Mask>{half_mask(8, 16, 1)}));  // rewrites W
-  for (auto& r : recs)
-    if (r.is_adapter()) randomise(r, rng, 0.05);
+  std::vector<nn::Attachment<T>> recs = weft_examples::roundtrip::attach_every_family(m, rng);
   REQUIRE(recs.size() == 9);
   CHECK(recs[0].technique() == "lora");
   CHECK(recs[1].technique() == "pissa");
@@ -289,12 +243,9 @@ TEST_CASE_TEMPLATE("nn/fold: an adapter merged into a quantised base re-quantise
   quant::StatsQOptions so;
   so.bits = 2;
   auto q = quant::quantize_linears(m, quant::statsq_factory<T>(so));
-  // the record's typed view exports the same codes as the layer's chain
-  for (std::size_t i = 0; i < m.layers.size(); ++i) {
-    const quant::QuantizedWeights<T> a = quant::export_weights(q.layers[i]), b = quant::export_weights(m.layers[i]);
-    CHECK(a.codes == b.codes);
-    CHECK(a.step == b.step);
-  }
+  // the record's typed view exports the codes the layer's chain uses
+  for (std::size_t i = 0; i < m.layers.size(); ++i)
+    CHECK(test::identical(quant::export_weights(q.layers[i]).dequantize(), m.layers[i].folded_weight()));
   auto lo = peft::attach_lora(m, lora(4), rng);
   randomise(lo, rng, 0.3);
   std::vector<Tensor<T>> expected, reference;

@@ -104,16 +104,17 @@ TEST_CASE("peft/bone: non-divisible BoneShared (in = 10, r = 4): columns 8, 9 re
   Rng rng(53);
   nn::Linear<double> lin(10, 5, rng);
   const Tensor<double> w0 = lin.weight.value().clone();
-  auto s = peft::add_bone_shared(lin, bone(4), rng);
-  s->M().value().copy_from(test::randn<double>({4, 5}, rng));
-  const Tensor<double> d = s->delta_weight();
+  const peft::Attachment<double> s = peft::attach_bone_shared(lin, bone(4), rng);
+  Parameter<double> M = s.parameters()[0];
+  M.value().copy_from(test::randn<double>({4, 5}, rng));
+  const Tensor<double> d = s.adapters[0].adapter->delta_weight();
   for (index_t o = 0; o < 5; ++o) {
-    CHECK(d(o, 8) == s->M().value()(0, o));
-    CHECK(d(o, 9) == s->M().value()(1, o));
-    for (index_t j = 0; j < 8; ++j) CHECK(d(o, j) == s->M().value()(j % 4, o));
+    CHECK(d(o, 8) == M.value()(0, o));
+    CHECK(d(o, 9) == M.value()(1, o));
+    for (index_t j = 0; j < 8; ++j) CHECK(d(o, j) == M.value()(j % 4, o));
   }
   const Tensor<double> x = test::randn<double>({3, 10}, rng), y = forward_value(lin, x);
-  peft::merge(lin);
+  CHECK(peft::merge(s) == 1);
   CHECK(max_rel_diff(forward_value(lin, x), y) <= 1e-12);
   CHECK(max_rel_diff(lin.weight.value(), Tensor<double>::from(w0.matrix() + d.matrix())) <= 1e-15);
   // Bat and MissMini need divisibility and say so
@@ -173,31 +174,33 @@ TEST_CASE("peft/bone: merge equals the unmerged forward; merge -> unmerge restor
   Rng rng(55);
   nn::Linear<double> lin(16, 12, rng);
   const Tensor<double> w0 = lin.weight.value().clone(), x = test::randn<double>({5, 16}, rng);
-  auto s = peft::add_bone_shared(lin, bone(6), rng);
-  s->M().value().copy_from(test::randn<double>({6, 12}, rng));
-  auto m = peft::add_miss_mini(lin, bone(4, 3), rng);
-  m->M0().value().copy_from(test::randn<double>({4, 3}, rng));
+  const peft::Attachment<double> s = peft::attach_bone_shared(lin, bone(6), rng);
+  s.parameters()[0].value().copy_from(test::randn<double>({6, 12}, rng));  // M
+  const peft::Attachment<double> m = peft::attach_miss_mini(lin, bone(4, 3), rng);
+  m.parameters()[0].value().copy_from(test::randn<double>({4, 3}, rng));  // M0
   const Tensor<double> y = forward_value(lin, x);
-  CHECK(peft::merge(lin) == 2);
+  CHECK(peft::merge(s) == 1);  // two records on one layer, each merged on its own
+  CHECK(peft::merge(m) == 1);
   CHECK(max_rel_diff(forward_value(lin, x), y) <= 1e-12);
-  CHECK(peft::unmerge(lin) == 2);
+  CHECK(peft::unmerge(s) == 1);
+  CHECK(peft::unmerge(m) == 1);
   CHECK(max_rel_diff(lin.weight.value(), w0) <= 1e-12);
   peft::unload(lin);
 
   // BoneAffine with ||B_a||_2 <= 0.5: round trip within 1e-10 (spec 10.1.3)
-  auto a = peft::add_bone_affine(lin, bone(4), rng);
+  const peft::Attachment<double> a = peft::attach_bone_affine(lin, bone(4), rng);
   Tensor<double> b = test::randn<double>({3, 4, 4}, rng);
   for (index_t k = 0; k < 3; ++k) {
     MatrixMap<double> bk(b.data() + k * 16, 4, 4);
     Eigen::JacobiSVD<Eigen::MatrixXd> sv{Eigen::MatrixXd(bk)};
     bk *= 0.5 / sv.singularValues()(0);
   }
-  a->B().value().copy_from(b);
+  a.parameters()[0].value().copy_from(b);  // B
   const Tensor<double> ya = forward_value(lin, x);
-  CHECK(peft::merge(lin) == 1);
+  CHECK(peft::merge(a) == 1);
   CHECK(max_rel_diff(forward_value(lin, x), ya) <= 1e-12);
   CHECK(max_rel_diff(lin.weight.value(), affine_weight(w0, b)) <= 1e-14);
-  CHECK(peft::unmerge(lin) == 1);
+  CHECK(peft::unmerge(a) == 1);
   CHECK(max_rel_diff(lin.weight.value(), w0) <= 1e-10);
   CHECK(max_rel_diff(forward_value(lin, x), ya) <= 1e-12);
 }
@@ -206,32 +209,42 @@ TEST_CASE("peft/bone: two BoneAffine transforms compose in order, and merge in o
   Rng rng(56);
   nn::Linear<double> lin(8, 8, rng);
   const Tensor<double> w0 = lin.weight.value().clone(), x = test::randn<double>({3, 8}, rng);
-  auto a1 = peft::add_bone_affine(lin, bone(4), rng);
-  auto a2 = peft::add_bone_affine(lin, bone(2), rng);
-  a1->B().value().copy_from(test::randn<double>({2, 4, 4}, rng, 0, 0.2));
-  a2->B().value().copy_from(test::randn<double>({4, 2, 2}, rng, 0, 0.2));
-  const Tensor<double> both = affine_weight(affine_weight(w0, a1->B().value()), a2->B().value());
+  const peft::Attachment<double> a1 = peft::attach_bone_affine(lin, bone(4), rng);
+  const peft::Attachment<double> a2 = peft::attach_bone_affine(lin, bone(2), rng);
+  Parameter<double> b1 = a1.parameters()[0], b2 = a2.parameters()[0];
+  b1.value().copy_from(test::randn<double>({2, 4, 4}, rng, 0, 0.2));
+  b2.value().copy_from(test::randn<double>({4, 2, 2}, rng, 0, 0.2));
+  const Tensor<double> both = affine_weight(affine_weight(w0, b1.value()), b2.value());
   WEFT_CHECK_CLOSE(lin.folded_weight(), both, 1e-13);
   const Tensor<double> y = forward_value(lin, x);
-  CHECK(peft::merge(lin) == 2);
+  // the second merges only after the first; the first unmerges only after the second
+  test::Snapshot<double> snap({lin.weight.value()});
+  CHECK_THROWS_WITH_AS(peft::merge(a2), doctest::Contains("got the transform 'bone_affine'"), ConfigError);
+  CHECK(snap.unchanged());
+  CHECK(peft::merge(a1) == 1);
+  CHECK(peft::merge(a2) == 1);
   CHECK(max_rel_diff(lin.weight.value(), both) <= 1e-13);
   CHECK(max_rel_diff(forward_value(lin, x), y) <= 1e-12);
-  CHECK(peft::unmerge(lin) == 2);
+  test::Snapshot<double> merged({lin.weight.value()});
+  CHECK_THROWS_WITH_AS(peft::unmerge(a1), doctest::Contains("got the merged 'bone_affine'"), ConfigError);
+  CHECK(merged.unchanged());
+  CHECK(peft::unmerge(a2) == 1);
+  CHECK(peft::unmerge(a1) == 1);
   CHECK(max_rel_diff(lin.weight.value(), w0) <= 1e-10);
 }
 
 TEST_CASE("peft/bone: a singular I + B_a refuses to unmerge and changes nothing") {
   Rng rng(57);
   nn::Linear<double> lin(8, 8, rng);
-  auto a = peft::add_bone_affine(lin, bone(4), rng);
+  const peft::Attachment<double> a = peft::attach_bone_affine(lin, bone(4), rng);
   Tensor<double> b(Shape{2, 4, 4});
   for (index_t i = 0; i < 4; ++i) b(1, i, i) = -1.0;  // I + B_1 = 0
-  a->B().value().copy_from(b);
-  peft::merge(lin);
+  a.parameters()[0].value().copy_from(b);
+  peft::merge(a);
   test::Snapshot<double> snap({lin.weight.value()});
-  WEFT_NN_CHECK_FAILS(peft::unmerge(lin), ValueError, "peft::BoneAffine::unmerge");
+  WEFT_NN_CHECK_FAILS(peft::unmerge(a), ValueError, "peft::BoneAffine::unmerge");
   CHECK(snap.unchanged());
-  CHECK(a->merged());
+  CHECK(a.adapters[0].adapter->merged());
 }
 
 TEST_CASE("peft/bone: bad shard sizes and dropout options are rejected") {

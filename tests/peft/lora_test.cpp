@@ -78,7 +78,8 @@ TEST_CASE("peft/lora: forward = x W^T + b + s x A^T B^T; merged forward equals u
     const Tensor<double> w0 = lin.weight.value().clone();
     peft::LoraOptions o = lora_opts(3, 5);
     o.rslora = rslora;
-    auto a = peft::add_lora(lin, o, rng);
+    const peft::Attachment<double> att = peft::attach_lora(lin, o, rng);
+    const auto& a = att.adapters[0].lora;
     a->B().value().copy_from(test::randn<double>({6, 3}, rng));
     const Tensor<double> x = test::randn<double>({8, 10}, rng);
     const double s = rslora ? 5.0 / std::sqrt(3.0) : 5.0 / 3.0;
@@ -88,11 +89,12 @@ TEST_CASE("peft/lora: forward = x W^T + b + s x A^T B^T; merged forward equals u
     WEFT_CHECK_CLOSE(y, peft_test::affine_ref(x, dense, lin.bias.value()), 1e-12);
     WEFT_CHECK_CLOSE(a->delta_weight(), Tensor<double>::from(dense.matrix() - w0.matrix()), 1e-13);
 
-    CHECK(peft::merge(lin) == 1);
+    CHECK(peft::merge(att) == 1);
     CHECK(a->merged());
+    CHECK(a->in_weight());
     CHECK(max_rel_diff(forward_value(lin, x), y) <= 1e-12);
     CHECK(max_rel_diff(lin.weight.value(), dense) <= 1e-12);
-    CHECK(peft::unmerge(lin) == 1);
+    CHECK(peft::unmerge(att) == 1);
     CHECK_FALSE(a->merged());
     CHECK(max_rel_diff(lin.weight.value(), w0) <= 1e-12);
     CHECK(max_rel_diff(forward_value(lin, x), y) <= 1e-12);
@@ -165,7 +167,8 @@ TEST_CASE("peft/lora: bad input is rejected and leaves the layer unchanged") {
   WEFT_NN_CHECK_FAILS(peft::add_lora(lin, d, rng), ValueError, "peft::Lora");
   CHECK(lin.side_paths().empty());
   CHECK(snap.unchanged());
-  auto a = peft::add_lora(lin, lora_opts(2, 2), rng);
+  const peft::Attachment<double> att = peft::attach_lora(lin, lora_opts(2, 2), rng);
+  const auto& a = att.adapters[0].lora;
   Tape<double> t;
   WEFT_NN_CHECK_FAILS(a->forward(t.constant(test::randn<double>({3, 5}, rng))), ShapeError, "peft::Lora::forward");
   // factors of the wrong shape
@@ -173,9 +176,9 @@ TEST_CASE("peft/lora: bad input is rejected and leaves the layer unchanged") {
                                          lora_opts(2, 2), rng),
                       ShapeError, "peft::Lora");
   // unmerging what is not merged does nothing; merging twice merges once
-  CHECK(peft::unmerge(lin) == 0);
-  CHECK(peft::merge(lin) == 1);
-  CHECK(peft::merge(lin) == 0);
+  CHECK(peft::unmerge(att) == 0);
+  CHECK(peft::merge(att) == 1);
+  CHECK(peft::merge(att) == 0);
 }
 
 }  // namespace weft_unit_peft_lora_test

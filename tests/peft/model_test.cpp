@@ -43,6 +43,11 @@ struct Doubler : nn::WeightTransform<double> {
   std::string name() const override { return "doubler"; }
   Var<double> apply(const Var<double>& w) override { return w * 2.0; }
 };
+/// x -> x / 2: an input transform (as an activation quantiser is).
+struct Halver : nn::InputTransform<double> {
+  std::string name() const override { return "halver"; }
+  Var<double> apply(const Var<double>& x) override { return x * 0.5; }
+};
 /// Fills every adapter parameter of `att` with random values (a "trained" state).
 void randomise(const peft::Attachment<double>& att, Rng& rng, double scale = 0.2) {
   for (auto& p : att.parameters()) p.value().copy_from(test::randn<double>(p.shape(), rng, 0, scale));
@@ -84,7 +89,7 @@ TEST_CASE("peft/model: targets reach attention projections by name") {
   Tape<double> t1;
   const Tensor<double> y1 = attn(t1.constant(x)).value().clone();
   CHECK(max_rel_diff(y1, y0) > 1e-3);
-  peft::merge(attn);
+  CHECK(peft::merge(att) == 2);
   Tape<double> t2;
   CHECK(max_rel_diff(attn(t2.constant(x)).value(), y1) <= 1e-12);
   CHECK(peft::is_target("blocks.0.attn.q_proj", {"q_proj"}));
@@ -117,10 +122,10 @@ TEST_CASE("peft/model: several adapters on one layer merge together and unmerge 
     all.adapters.insert(all.adapters.end(), att.adapters.begin(), att.adapters.end());
   randomise(all, rng);
   const Tensor<double> y = forward_value(lin, x);
-  CHECK(peft::merge(lin) == 4);
+  CHECK(peft::merge(all) == 4);  // the transform first, then the side paths
   for (auto& a : all.adapters) CHECK(a.adapter->merged());
   CHECK(max_rel_diff(forward_value(lin, x), y) <= 1e-12);
-  CHECK(peft::unmerge(lin) == 4);
+  CHECK(peft::unmerge(all) == 4);
   CHECK(max_rel_diff(lin.weight.value(), w0) <= 1e-12);
   CHECK(max_rel_diff(forward_value(lin, x), y) <= 1e-12);
   CHECK(peft::merge_and_unload(lin) == 4);
@@ -134,22 +139,23 @@ TEST_CASE("peft/model: safe merge refuses NaN and leaves every weight unchanged"
   nn::MLP<double> m({6, 5, 4}, rng);
   const peft::Attachment<double> att = peft::attach_lora(m, model_lora(2, 2), rng);
   randomise(att, rng);
-  auto* second = dynamic_cast<peft::Lora<double>*>(att.adapters[1].adapter.get());
+  const auto& second = att.adapters[1].lora;
   REQUIRE(second != nullptr);
   second->B().value()(1, 0) = std::nan("");
   test::Snapshot<double> snap({m.layers[0].weight.value(), m.layers[1].weight.value()});
-  CHECK_THROWS_WITH_AS(peft::merge(m, peft::MergeOptions{true}), doctest::Contains("refused to merge into layer 'layers.1'"),
+  CHECK_THROWS_WITH_AS(peft::merge(att, peft::MergeOptions{true}), doctest::Contains("refused to merge into layer 'layers.1'"),
                        ValueError);
   CHECK(snap.unchanged());
   for (auto& a : att.adapters) CHECK_FALSE(a.adapter->merged());
-  CHECK(peft::merge(m) == 2);  // the unsafe merge goes through
+  CHECK(peft::merge(att) == 2);  // the unsafe merge goes through
   CHECK_FALSE(m.layers[1].weight.value().all_finite());
 }
 
 TEST_CASE("peft/model: merging into a base of another shape, or under a foreign transform, is refused") {
   Rng rng(65);
   nn::Linear<double> lin(6, 4, rng);
-  auto a = peft::add_lora(lin, model_lora(2, 2), rng);
+  const peft::Attachment<double> att = peft::attach_lora(lin, model_lora(2, 2), rng);
+  const auto& a = att.adapters[0].adapter;
   Tensor<double> other = test::randn<double>({4, 5}, rng);
   test::Snapshot<double> so({other});
   WEFT_NN_CHECK_FAILS(a->merge_into(other), ShapeError, "peft::Adapter::merge_into");
@@ -157,7 +163,7 @@ TEST_CASE("peft/model: merging into a base of another shape, or under a foreign 
   CHECK(so.unchanged());
   lin.add_transform(std::make_shared<Doubler>());
   test::Snapshot<double> sw({lin.weight.value()});
-  CHECK_THROWS_WITH_AS(peft::merge(lin), doctest::Contains("got 'doubler'"), ConfigError);
+  CHECK_THROWS_WITH_AS(peft::merge(att), doctest::Contains("got 'doubler'"), ConfigError);
   CHECK(sw.unchanged());
   CHECK_FALSE(a->merged());
   // a BoneAffine cannot go after a foreign transform (it acts on the plain stored weight): refused
@@ -169,16 +175,52 @@ TEST_CASE("peft/model: merging into a base of another shape, or under a foreign 
   WEFT_NN_CHECK_FAILS(peft::attach_bone_affine(l2, model_bone(4), rng), ConfigError, "peft::attach_bone_affine");
   CHECK(l2.transforms().size() == 1);
   nn::Linear<double> l3(8, 8, rng);
-  auto b3 = peft::add_bone_affine(l3, model_bone(4), rng);
-  b3->B().value().copy_from(test::randn<double>({2, 4, 4}, rng, 0, 0.2));
+  const peft::Attachment<double> b3 = peft::attach_bone_affine(l3, model_bone(4), rng);
+  b3.parameters()[0].value().copy_from(test::randn<double>({2, 4, 4}, rng, 0, 0.2));  // B
   l3.add_transform(std::make_shared<Doubler>());
   const Tensor<double> x = test::randn<double>({3, 8}, rng), y = forward_value(l3, x);
-  CHECK(peft::merge(l3) == 1);
+  CHECK(peft::merge(b3) == 1);
   CHECK(max_rel_diff(forward_value(l3, x), y) <= 1e-12);
   CHECK(peft::merge_and_unload(l3) == 1);
   REQUIRE(l3.transforms().size() == 1);  // the foreign transform stays
   CHECK(l3.transforms()[0]->name() == "doubler");
   CHECK(max_rel_diff(forward_value(l3, x), y) <= 1e-12);
+}
+
+TEST_CASE("peft/model: merge order across records on one layer; a side path under an input transform stays unmerged") {
+  Rng rng(66);
+  nn::Linear<double> lin(8, 8, rng);
+  const Tensor<double> w0 = lin.weight.value().clone(), x = test::randn<double>({4, 8}, rng);
+  const peft::Attachment<double> lo = peft::attach_lora(lin, model_lora(2, 2), rng);
+  const peft::Attachment<double> ba = peft::attach_bone_affine(lin, model_bone(4), rng);
+  randomise(lo, rng);
+  randomise(ba, rng);
+  const Tensor<double> y = forward_value(lin, x);
+  // the side path waits for the transform; the transform does not go under a merged side path
+  test::Snapshot<double> snap({lin.weight.value()});
+  CHECK_THROWS_WITH_AS(peft::merge(lo), doctest::Contains("got 'bone_affine'"), ConfigError);
+  CHECK(snap.unchanged());
+  CHECK(peft::merge(ba) == 1);
+  CHECK(ba.adapters[0].object->in_weight());
+  CHECK(peft::merge(lo) == 1);
+  CHECK(max_rel_diff(forward_value(lin, x), y) <= 1e-12);
+  test::Snapshot<double> merged({lin.weight.value()});
+  CHECK_THROWS_WITH_AS(peft::unmerge(ba), doctest::Contains("got the merged 'lora'"), ConfigError);
+  CHECK(merged.unchanged());
+  CHECK(peft::unmerge(lo) == 1);
+  CHECK(peft::unmerge(ba) == 1);
+  CHECK(max_rel_diff(lin.weight.value(), w0) <= 1e-12);
+  CHECK(max_rel_diff(forward_value(lin, x), y) <= 1e-12);
+  // an input transform: the path reads the raw input, the product the transformed one
+  lin.add_input_transform(std::make_shared<Halver>());
+  CHECK(peft::merge(ba) == 1);  // a transform still merges (it acts on the weight, not the input)
+  test::Snapshot<double> before({lin.weight.value()});
+  CHECK_THROWS_WITH_AS(peft::merge(lo), doctest::Contains("got 'halver'"), ConfigError);
+  CHECK(before.unchanged());
+  CHECK_FALSE(lo.adapters[0].adapter->merged());
+  // a record whose adapter was removed from its layer is refused
+  peft::unload(lin);
+  WEFT_NN_CHECK_FAILS(peft::merge(ba), ConfigError, "peft::merge");
 }
 
 TEST_CASE("peft/model: attach checks every layer first; unload detaches without merging") {

@@ -138,7 +138,8 @@ TEST_CASE("peft/pissa: conversion to a plain rank-2r LoRA on the original weight
       const Tensor<double> w0 = lin.weight.value().clone(), x = test::randn<double>({6, 10}, rng);
       peft::LoraOptions o = residual(init, 3, 6);
       o.rslora = rslora;
-      auto a = peft::add_lora(lin, o, rng);
+      peft::Attachment<double> att = peft::attach_lora(lin, o, rng);
+      auto a = att.adapters[0].lora;
       // "training": move A and B away from their initial values
       a->A().value().array() += test::randn<double>({3, 10}, rng).array() * 0.1;
       a->B().value().array() += test::randn<double>({8, 3}, rng).array() * 0.1;
@@ -149,13 +150,26 @@ TEST_CASE("peft/pissa: conversion to a plain rank-2r LoRA on the original weight
       CHECK_FALSE(plain->residual_base());
       CHECK(plain->options().alpha == doctest::Approx(rslora ? std::sqrt(2.0) * 6 : 12.0));
       CHECK(plain->scaling() == doctest::Approx(a->scaling()).epsilon(1e-14));
-      CHECK(peft::convert_to_lora(lin) == 1);
+      CHECK(peft::convert_to_lora(att) == 1);
       REQUIRE(lin.side_paths().size() == 1);
       CHECK(max_rel_diff(lin.weight.value(), w0) <= 1e-12);  // the original weight is back
       CHECK(max_rel_diff(forward_value(lin, x), y) <= 1e-12);
-      auto* conv = dynamic_cast<peft::Lora<double>*>(lin.side_paths()[0].get());
+      // the record follows: its adapter is the converted LoRA, the one the layer holds
+      const auto& conv = att.adapters[0].lora;
       REQUIRE(conv != nullptr);
       CHECK(conv->rank() == 6);
+      CHECK_FALSE(conv->residual_base());
+      CHECK(lin.side_paths()[0].get() == static_cast<nn::SidePath<double>*>(conv.get()));
+      CHECK(att.entries()[0].side == lin.side_paths()[0]);
+      CHECK(peft::convert_to_lora(att) == 0);  // nothing residual left
+      {  // detach still restores the weight as it was before attach, bit for bit
+        const Tensor<double> wc = lin.weight.value().clone();
+        att.detach();
+        CHECK(lin.side_paths().empty());
+        CHECK(test::identical(lin.weight.value(), w0));
+        lin.weight.value().copy_from(wc);  // back to the converted state for the fold below
+        lin.add_side_path(conv);
+      }
       // merge the converted adapter: the same function from a plain weight
       peft::merge_and_unload(lin);
       CHECK(lin.side_paths().empty());
@@ -173,17 +187,23 @@ TEST_CASE("peft/pissa: bad input (non-finite base, plain adapters) leaves the we
   CHECK(snap.unchanged());
   CHECK(lin.side_paths().empty());
   nn::Linear<double> ok(6, 6, rng);
-  auto plain = peft::add_lora(ok, residual(peft::LoraInit::kaiming, 2, 2), rng);
+  peft::Attachment<double> pa = peft::attach_lora(ok, residual(peft::LoraInit::kaiming, 2, 2), rng);
+  auto plain = pa.adapters[0].lora;
   WEFT_NN_CHECK_FAILS(plain->to_plain_lora(), ConfigError, "peft::Lora::to_plain_lora");
   WEFT_NN_CHECK_FAILS(plain->original_weight(), ConfigError, "peft::Lora::original_weight");
-  CHECK(peft::convert_to_lora(ok) == 0);
+  CHECK(peft::convert_to_lora(pa) == 0);
   // a merged PiSSA adapter must be unmerged before conversion
   nn::Linear<double> p(6, 6, rng);
-  peft::add_lora(p, residual(peft::LoraInit::pissa, 2, 2), rng);
-  peft::merge(p);
+  peft::Attachment<double> pp = peft::attach_lora(p, residual(peft::LoraInit::pissa, 2, 2), rng);
+  peft::merge(pp);
   test::Snapshot<double> ps({p.weight.value()});
-  WEFT_NN_CHECK_FAILS(peft::convert_to_lora(p), ConfigError, "peft::convert_to_lora");
+  WEFT_NN_CHECK_FAILS(peft::convert_to_lora(pp), ConfigError, "peft::convert_to_lora");
   CHECK(ps.unchanged());
+  // a detached record is refused
+  CHECK(peft::unmerge(pp) == 1);
+  pp.detach();
+  WEFT_NN_CHECK_FAILS(peft::convert_to_lora(pp), ConfigError, "peft::convert_to_lora");
+  WEFT_NN_CHECK_FAILS(peft::merge(pp), ConfigError, "peft::merge");
 }
 
 }  // namespace weft_unit_peft_pissa_olora_test

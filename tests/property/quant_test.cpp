@@ -122,20 +122,21 @@ void export_and_deploy(std::uint64_t seed) {
     const index_t in = 1 + g.pick(5), out = 1 + g.pick(5);
     nn::Linear<T> lin(in, out, g.rng, g.chance(0.5));
     const int bits = 1 + g.pick(8);
+    quant::QuantizedLayer<T> ql;
     if (g.chance(0.5)) {
       quant::StatsQOptions o;
       o.bits = bits;
       o.granularity = g.chance(0.5) ? quant::Granularity::per_row : quant::Granularity::per_tensor;
-      quant::quantize_linear<T>(lin, quant::statsq<quant::dynamic_bits, T>(o));
+      ql = quant::quantize_linear<T>(lin, quant::statsq<quant::dynamic_bits, T>(o));
     } else {
       quant::LsqOptions o;
       o.bits = bits;
       o.is_signed = g.chance(0.5);
       o.granularity = g.chance(0.5) ? quant::Granularity::per_row : quant::Granularity::per_tensor;
-      quant::quantize_linear<T>(lin, quant::lsq<quant::dynamic_bits, T>(lin.weight.value(), o));
+      ql = quant::quantize_linear<T>(lin, quant::lsq<quant::dynamic_bits, T>(lin.weight.value(), o));
     }
     g.note("bits", bits);
-    quant::QuantizedWeights<T> qw = quant::export_weights(lin);
+    quant::QuantizedWeights<T> qw = quant::export_weights(ql);
     // tamper with one field, as a user's own deserialiser might
     const int t = g.pick(10);
     g.note("tamper (none none none codes- codes+ step- code bits geometry step-NaN)", t);
@@ -198,8 +199,9 @@ void controllers(std::uint64_t seed) {
       const index_t in = 1 + g.pick(4), out = 1 + g.pick(4);
       nn::Linear<T> lin(in, out, g.rng);
       lin.weight.value().copy_from(g.tensor<T>(lin.weight.shape(), "weight"));
-      quant::quantize_linear<T>(lin, quant::statsq<quant::dynamic_bits, T>(quant::StatsQOptions{}));
-      cga->manage(lin);
+      auto sq = quant::statsq<quant::dynamic_bits, T>(quant::StatsQOptions{});
+      quant::quantize_linear<T>(lin, sq);
+      cga->manage(lin, sq);
       Tensor<T> x = g.tensor<T>(Shape{g.extent(3), in}, "x");
       prop::Watch w;
       w.add(x, "x");

@@ -55,7 +55,7 @@ TEST_CASE_TEMPLATE("quant/cga: frozen weights keep their bits across Adam and Ad
     quant::CgaOptions co;
     co.boundary_range = 0.1;  // a wide band, so that a small layer keeps some weights trainable
     quant::CgaController<T> cga(co);
-    cga.manage(layer, "layer");
+    cga.manage(layer, q, "layer");
     cga.attach(opt);
     index_t moved_trainable = 0;
     for (int s = 0; s < 5; ++s) {
@@ -165,19 +165,23 @@ TEST_CASE("quant/cga: bad input") {
   Rng rng(1);
   nn::Linear<float> plain(4, 3, rng);
   quant::CgaController<float> cga;
-  WEFT_QUANT_CHECK_FAILS(cga.manage(plain), ConfigError, "quant::CgaController::manage");
+  auto qp = quant::statsq<2, float>();
+  WEFT_QUANT_CHECK_FAILS(cga.manage(plain, nullptr), ConfigError, "quant::CgaController::manage");
+  // a quantiser the layer does not carry
+  CHECK_THROWS_WITH_AS(cga.manage(plain, qp), doctest::Contains("got one it does not carry"), ConfigError);
   WEFT_QUANT_CHECK_FAILS(cga.manage(plain.weight, nullptr), ConfigError, "quant::CgaController::manage");
-  plain.add_transform(quant::statsq<2, float>());
-  cga.manage(plain);
-  WEFT_QUANT_CHECK_FAILS(cga.manage(plain), ConfigError, "quant::CgaController::manage");
+  plain.add_transform(qp);
+  cga.manage(plain, qp);
+  WEFT_QUANT_CHECK_FAILS(cga.manage(plain, qp), ConfigError, "quant::CgaController::manage");
   WEFT_QUANT_CHECK_FAILS(cga.trainable_mask(3), ShapeError, "quant::CgaController");
   // a preceding transform that is not element-wise: the check fires before any gradient changes
   nn::Linear<float> odd(4, 3, rng);
   odd.add_transform(std::make_shared<ShrinkTransform<float>>());
-  odd.add_transform(quant::statsq<2, float>());
+  auto qo = quant::statsq<2, float>();
+  odd.add_transform(qo);
   quant::CgaController<float> c2;
-  c2.manage(plain);
-  c2.manage(odd);
+  c2.manage(plain, qp);
+  c2.manage(odd, qo);
   plain.weight.grad().fill(1.0f);
   odd.weight.grad().fill(1.0f);
   WEFT_QUANT_CHECK_FAILS(c2.pre_step(), ShapeError, "quant::CgaController::pre_step");

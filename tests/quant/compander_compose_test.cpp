@@ -33,7 +33,7 @@ TEST_CASE_TEMPLATE("quant/compose: StatsQ and LSQ on Psi(v) of the weight compan
     std::shared_ptr<quant::WeightQuantizer<T>> q;
     if (kind == 0) q = quant::statsq<2, T>();
     else q = quant::lsq<2>(w);
-    layer.add_transform(q);
+    const quant::QuantizedLayer<T> ql = quant::quantize_linear(layer, q);
 
     // forward: the quantiser's kernel on Psi(v)
     Tensor<T> expect(w.shape());
@@ -71,7 +71,7 @@ TEST_CASE_TEMPLATE("quant/compose: StatsQ and LSQ on Psi(v) of the weight compan
     }
 
     // export: the codes dequantise to the folded weight
-    const quant::QuantizedWeights<T> e = quant::export_weights(layer);
+    const quant::QuantizedWeights<T> e = quant::export_weights(ql);
     CHECK(test::identical(e.dequantize(), layer.folded_weight()));
   }
 }

@@ -40,7 +40,7 @@ TEST_CASE("quant/owner: a CGA controller or tracker destroyed before its optimis
     quant::CgaOptions co;
     co.boundary_range = 0.2;
     quant::CgaController<float> cga(co);
-    cga.manage(layer);
+    cga.manage(layer, q);
     cga.attach(opt);
     quant::OscillationTracker<float> tr;
     tr.track(q);
@@ -67,7 +67,7 @@ TEST_CASE("quant/owner: a moved CGA controller and tracker keep working through 
   quant::CgaOptions co;
   co.boundary_range = 0.2;
   auto cga = std::make_unique<quant::CgaController<float>>(co);
-  cga->manage(layer);
+  cga->manage(layer, q);
   cga->attach(opt);
   auto tr = std::make_unique<quant::OscillationTracker<float>>();
   tr->track(q);
@@ -110,11 +110,12 @@ TEST_CASE("quant/owner: CGA finds its quantiser's input after a transform is ins
   // is computed on its output (W^3 here), not on the stored weight
   Rng rng(33);
   nn::Linear<float> layer(16, 8, rng);
-  layer.add_transform(quant::statsq<2, float>());
+  auto q = quant::statsq<2, float>();
+  layer.add_transform(q);
   quant::CgaOptions co;
   co.boundary_range = 0.2;
   quant::CgaController<float> cga(co);
-  cga.manage(layer);
+  cga.manage(layer, q);
   struct Cube : nn::WeightTransform<float> {  // not scale-invariant, unlike StatsQ's statistics
     std::string name() const override { return "cube"; }
     Var<float> apply(const Var<float>& w) override { return w * w * w; }

@@ -210,12 +210,12 @@ TEST_CASE("quant/qkr: quantised backward: dL/dW_q^h = W_k^h G^T, dL/dW_k^h = W_q
     WEFT_CHECK_CLOSE(Tensor<double>::from(with_statsq[0].matrix().block(h * d, 0, d, C)), Tensor<double>::from(dq), 1e-12);
     WEFT_CHECK_CLOSE(Tensor<double>::from(with_statsq[1].matrix().block(h * d, 0, d, C)), Tensor<double>::from(dk), 1e-12);
   }
-  // the gate: only entries near a threshold pass dL/dM
+  // the gate (the StatsQ product quantiser's own): only entries near a threshold pass dL/dM
   qkr.product_quantizer = sq;
-  qkr.gate_qk_product(0.05);
+  sq->set_ste_gate(0.05);
   const auto gated = grads(nullptr);
   CHECK(max_diff(gated[0], with_statsq[0]) > 1e-9);
-  qkr.gate_qk_product(0);
+  sq->set_ste_gate(0);
   CHECK(test::identical(grads(nullptr)[0], with_statsq[0]));
 }
 
@@ -300,7 +300,6 @@ TEST_CASE("quant/qkr: bad input") {
   Tape<float> t;
   WEFT_QUANT_CHECK_FAILS(qkr(t.constant(Tensor<float>(Shape{2, 3, 6}))), ShapeError, "quant::QkrAttention::forward");
   WEFT_QUANT_CHECK_FAILS(qkr(t.constant(Tensor<float>(Shape{3, 8}))), ShapeError, "quant::QkrAttention::forward");
-  WEFT_QUANT_CHECK_FAILS(qkr.gate_qk_product(0.005), ConfigError, "quant::QkrAttention::gate_qk_product");
   // q/k widths: divisible by the heads, one width for both, reading the model width
   nn::MultiHeadAttention<float> odd(8, 2, rng);
   set_qk_width(odd, 5, rng);

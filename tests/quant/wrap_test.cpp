@@ -127,9 +127,9 @@ TEST_CASE_TEMPLATE("quant/wrap: exported codes reproduce the folded weight and t
   for (int kind = 0; kind < 3; ++kind) {
     nn::Linear<T> layer(24, 7, rng);
     if (kind == 2) layer.add_transform(std::make_shared<HalfTransform<T>>());  // a transform before the quantiser
-    if (kind == 1) layer.add_transform(quant::lsq<2>(layer.weight.value()));
-    else layer.add_transform(quant::statsq<2, T>());
-    const quant::QuantizedWeights<T> e = quant::export_weights(layer);
+    const quant::QuantizedLayer<T> ql =
+        kind == 1 ? quant::quantize_linear<T>(layer, quant::lsq<2>(layer.weight.value())) : quant::quantize_linear<T>(layer, quant::statsq<2, T>());
+    const quant::QuantizedWeights<T> e = quant::export_weights(ql);
     CHECK(e.codes.size() == 7 * 24);
     CHECK(test::identical(e.dequantize(), layer.folded_weight()));
     // the integer product: y_r = step_r (sum_j x_j k_rj + offset sum_j x_j) + b_r
@@ -145,16 +145,20 @@ TEST_CASE_TEMPLATE("quant/wrap: exported codes reproduce the folded weight and t
 TEST_CASE("quant/wrap: export needs a quantiser at the end of the chain; bad shapes") {
   Rng rng(4);
   nn::Linear<float> plain(4, 3, rng);
-  WEFT_QUANT_CHECK_FAILS(quant::export_weights(plain), ConfigError, "quant::export_weights");
-  plain.add_transform(quant::statsq<2, float>());
+  const quant::QuantizedLayer<float> none{"plain", &plain, nullptr, nullptr};
+  WEFT_QUANT_CHECK_FAILS(quant::export_weights(none), ConfigError, "quant::export_weights");
+  const quant::QuantizedLayer<float> qp = quant::quantize_linear<float>(plain, quant::statsq<2, float>(), nullptr, "plain");
   plain.add_transform(std::make_shared<HalfTransform<float>>());  // a weight-stage map goes before the quantiser
   REQUIRE(plain.transforms().back()->name() == "statsq");
-  (void)quant::export_weights(plain);
-  plain.add_transform(std::make_shared<HalfMask<float>>());  // a mask-stage map goes after it
-  WEFT_QUANT_CHECK_FAILS(quant::export_weights(plain), ConfigError, "quant::export_weights");
+  (void)quant::export_weights(qp);
+  auto mask = std::make_shared<HalfMask<float>>();
+  plain.add_transform(mask);  // a mask-stage map goes after it
+  WEFT_QUANT_CHECK_FAILS(quant::export_weights(qp), ConfigError, "quant::export_weights");
+  plain.remove(mask.get());
+  plain.remove(qp.weight.get());  // a quantiser no longer on its layer
+  CHECK_THROWS_WITH_AS(quant::export_weights(qp), doctest::Contains("got it removed"), ConfigError);
   nn::Linear<float> ok(4, 3, rng);
-  ok.add_transform(quant::statsq<2, float>());
-  const auto e = quant::export_weights(ok);
+  const auto e = quant::export_weights(quant::quantize_linear<float>(ok, quant::statsq<2, float>()));
   WEFT_QUANT_CHECK_FAILS(quant::quantized_linear(e, Tensor<float>(Shape{2, 5})), ShapeError, "quant::quantized_linear");
   const Tensor<float> b(Shape{4});
   WEFT_QUANT_CHECK_FAILS(quant::quantized_linear(e, Tensor<float>(Shape{2, 4}), &b), ShapeError, "quant::quantized_linear");

@@ -2,7 +2,8 @@
 // the exported codes and steps of a quantised layer (quant::export_weights) as packed weights.
 // The one deploy header that includes quant/; the packed types and kernels need only core/.
 //
-//   auto qw = quant::export_weights(mlp.layers[0]);            // 2-bit StatsQ, per row
+//   auto att = quant::quantize_linears(mlp, quant::statsq_factory<float>(so));  // 2-bit, per row
+//   auto qw = quant::export_weights(att.layers[0]);            // the quantiser from the record
 //   auto pw = deploy::pack<2, 0>(qw);                           // 2 bits + one step per row
 //   Tensor<float> y = deploy::linear(pw.view(), x, &mlp.layers[0].bias.value());
 //
@@ -15,14 +16,15 @@
 // qw: per-row and per-tensor steps fit every GroupSize (repeated), a finer geometry (e.g.
 // (rows, cols / 32, 32)) fits GroupSize 32 when its groups line up.
 //
-// QKR attention: deploy::pack<Bits, GroupSize>(quant::QkrAttention<float>&) packs the quantised
-// query-key product (QkrAttention::export_product), v_proj and out_proj (export_weights of each;
-// all three need a Bits-bit weight quantiser) with the value and output biases and, for
+// QKR attention: deploy::pack<Bits, GroupSize>(quant::QkrAttention<float>&, record) packs the
+// quantised query-key product (QkrAttention::export_product), v_proj and out_proj (export_weights
+// of their entries in `record`, the quant::QuantAttachment that quantised them; all three need a
+// Bits-bit weight quantiser) with the value and output biases and, for
 // QkBias::exact with a query bias, the key term u_h = b_q^h W_k^h (float, computed here from the
 // effective W_k in float as the QAT forward does). Input and intermediate quantisers are not
 // deployed (ConfigError). PackedQkrAttention::view() is what deploy::Model::qkr_attention takes.
 //
-// A QKR ViT: deploy::pack<Bits, GroupSize>(vit, qkr_blocks) packs an nn::TinyViT whose blocks run
+// A QKR ViT: deploy::pack<Bits, GroupSize>(vit, qkr_blocks, record) packs an nn::TinyViT whose blocks run
 // through quant::QkrTransformerBlock (vit.forward(x, [&](i, h) { return (*qkr_blocks[i])(h); }))
 // into PackedQkrViT; model<MaxOps>() builds the deploy::Model on it (patchify, float patch
 // embedding, class token, positions, per block two residuals around LayerNorm -> QKR attention
@@ -104,9 +106,21 @@ struct PackedQkrAttention {
   std::size_t bytes() const noexcept { return view().bytes(); }
 };
 
-/// Packs a trained QKR attention layer losslessly (see the file comment).
+namespace detail {
+/// The codes of `layer` from its entry in the record that quantised it.
+inline quant::QuantizedWeights<float> export_of(const quant::QuantAttachment<float>& record, const nn::Linear<float>& layer,
+                                                const char* what) {
+  const quant::QuantizedLayer<float>* q = record.find(layer);
+  WEFT_CHECK(q != nullptr, config, "deploy::pack", "expected ", what,
+             " to be quantised by the record passed in (quant::quantize_linears), got a layer it does not hold");
+  return quant::export_weights(*q);
+}
+}  // namespace detail
+
+/// Packs a trained QKR attention layer losslessly (see the file comment); `record` quantised its
+/// v_proj and out_proj.
 template <int Bits, int GroupSize>
-PackedQkrAttention<Bits, GroupSize> pack(quant::QkrAttention<float>& a) {
+PackedQkrAttention<Bits, GroupSize> pack(quant::QkrAttention<float>& a, const quant::QuantAttachment<float>& record) {
   const char* fn = "deploy::pack";
   WEFT_CHECK(!a.input_quantizer && !a.intermediate_quantizer, config, fn,
              "expected QKR attention without input or intermediate quantisers (not deployed), got ",
@@ -114,8 +128,8 @@ PackedQkrAttention<Bits, GroupSize> pack(quant::QkrAttention<float>& a) {
   nn::MultiHeadAttention<float>& m = a.attention();
   PackedQkrAttention<Bits, GroupSize> p;
   p.product = pack<Bits, GroupSize>(a.export_product());
-  p.value = pack<Bits, GroupSize>(quant::export_weights(m.v_proj));
-  p.out = pack<Bits, GroupSize>(quant::export_weights(m.out_proj));
+  p.value = pack<Bits, GroupSize>(detail::export_of(record, m.v_proj, "v_proj"));
+  p.out = pack<Bits, GroupSize>(detail::export_of(record, m.out_proj, "out_proj"));
   auto copy = [](const nn::Linear<float>& l) {
     return l.has_bias() ? std::vector<float>(l.bias.value().data(), l.bias.value().data() + l.bias.value().numel())
                         : std::vector<float>();
@@ -200,9 +214,11 @@ inline std::vector<float> copy_of(const Parameter<float>& p) {
 }
 }  // namespace detail
 
-/// Packs a trained QKR TinyViT: qkr_blocks[i] wraps vit.blocks[i] (see the file comment).
+/// Packs a trained QKR TinyViT: qkr_blocks[i] wraps vit.blocks[i]; `record` quantised each
+/// block's v_proj, out_proj and MLP layers (see the file comment).
 template <int Bits, int GroupSize>
-PackedQkrViT<Bits, GroupSize> pack(nn::TinyViT<float>& vit, const std::vector<quant::QkrTransformerBlock<float>*>& qkr_blocks) {
+PackedQkrViT<Bits, GroupSize> pack(nn::TinyViT<float>& vit, const std::vector<quant::QkrTransformerBlock<float>*>& qkr_blocks,
+                                   const quant::QuantAttachment<float>& record) {
   const char* fn = "deploy::pack";
   WEFT_CHECK(vit.cls_token.defined(), config, fn, "expected a constructed TinyViT, got an empty one");
   WEFT_CHECK(qkr_blocks.size() == vit.blocks.size(), shape, fn, "expected one QKR block per ViT block (", vit.blocks.size(),
@@ -236,9 +252,9 @@ PackedQkrViT<Bits, GroupSize> pack(nn::TinyViT<float>& vit, const std::vector<qu
     o.ln2_gamma = copy_of(b.ln2.gamma);
     o.ln2_beta = copy_of(b.ln2.beta);
     o.ln2_eps = float(b.ln2.eps);
-    o.attn = pack<Bits, GroupSize>(q->qkr);
-    o.fc1 = pack<Bits, GroupSize>(quant::export_weights(b.mlp.layers[0]));
-    o.fc2 = pack<Bits, GroupSize>(quant::export_weights(b.mlp.layers[1]));
+    o.attn = pack<Bits, GroupSize>(q->qkr, record);
+    o.fc1 = pack<Bits, GroupSize>(detail::export_of(record, b.mlp.layers[0], "the block's MLP layer 0"));
+    o.fc2 = pack<Bits, GroupSize>(detail::export_of(record, b.mlp.layers[1], "the block's MLP layer 1"));
     o.fc1_bias = copy_of(b.mlp.layers[0].bias);
     o.fc2_bias = copy_of(b.mlp.layers[1].bias);
     p.blocks.push_back(std::move(o));

@@ -67,6 +67,9 @@ class Attachable {
   /// True for adapters (LoRA family, Bone family, PHM / bottleneck adapters), false for
   /// transforms of the model itself (quantisers, masks, the compander).
   virtual bool is_adapter() const { return false; }
+  /// True while the object's effect lives in the layer's stored weight (a merged adapter,
+  /// peft::merge): it then adds nothing in forward, and the weight already holds it.
+  virtual bool in_weight() const { return false; }
   /// Training mode (dropout on or off); a no-op for objects without one.
   virtual void set_training(bool /*on*/) {}
 

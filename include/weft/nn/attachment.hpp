@@ -227,6 +227,20 @@ class Attachment {
   void record_edit(std::string layer_name, Linear<T>& layer, Tensor<T> weight_before, Tensor<T> bias_before = {}) {
     entries_.push_back(make(std::move(layer_name), layer, Slot::transform, std::move(weight_before), std::move(bias_before)));
   }
+  /// Swaps the side path `old` of the record for `s` (a family function that replaced the object
+  /// on its layer, e.g. peft::convert_to_lora) and takes a new fingerprint of that layer's weight
+  /// when the record snapshots it (the function rewrote it). Returns false when `old` is not in
+  /// the record.
+  bool replace(const Attachable* old, std::shared_ptr<SidePath<T>> s) {
+    for (auto& e : entries_)
+      if (e.slot == Slot::side && e.side.get() == old) {
+        e.side = std::move(s);
+        if (e.weight_before.defined()) e.weight_after = detail::fingerprint(e.layer->weight.value());
+        if (e.bias_before.defined()) e.bias_after = detail::fingerprint(e.layer->bias.value());
+        return true;
+      }
+    return false;
+  }
   /// Takes the fingerprints of the weights attach rewrote (call after the last change).
   void seal() {
     for (auto& e : entries_) {

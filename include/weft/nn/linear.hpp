@@ -278,6 +278,10 @@ class Linear : public Module<T> {
 /// model itself), depth first in the order of named_parameters(); a layer reachable twice is
 /// listed once. The pointers stay valid as long as the model is not moved. (The families'
 /// `find_linears` / `linear_layers` are this function.)
+/// It recognises a Linear by type (dynamic_cast) on purpose: it walks the model itself, whose
+/// visit() hands out children as plain Module<T>&, and no record exists yet. It is where every
+/// record starts (nn::Selector::resolve); what was attached afterwards is found through the
+/// record, never by type.
 template <class T>
 std::vector<std::pair<std::string, Linear<T>*>> find_linears(Module<T>& model) {
   struct Walk : Members<T> {

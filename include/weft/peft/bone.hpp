@@ -104,6 +104,7 @@ class BoneShared : public nn::SidePath<T>, public Adapter<T> {
   std::string method() const override { return "bone_shared"; }
   bool is_side_path() const override { return true; }
   bool is_adapter() const override { return true; }
+  bool in_weight() const override { return this->merged(); }
   void set_training(bool on) noexcept override { Adapter<T>::set_training(on); }
   bool is_linear() const override { return true; }  ///< f(x) = x dW^T: nn::fold merges it
   /// The tiled dW, or zeros while merged.
@@ -149,6 +150,7 @@ class MissMini : public nn::SidePath<T>, public Adapter<T> {
   std::string method() const override { return "miss_mini"; }
   bool is_side_path() const override { return true; }
   bool is_adapter() const override { return true; }
+  bool in_weight() const override { return this->merged(); }
   void set_training(bool on) noexcept override { Adapter<T>::set_training(on); }
   bool is_linear() const override { return true; }  ///< f(x) = x dW^T: nn::fold merges it
   /// The tiled dW, or zeros while merged.
@@ -204,6 +206,7 @@ class BoneAffine : public nn::WeightTransform<T>, public Adapter<T> {
   std::string method() const override { return "bone_affine"; }
   bool is_side_path() const override { return false; }
   bool is_adapter() const override { return true; }
+  bool in_weight() const override { return this->merged(); }
   void set_training(bool on) noexcept override { Adapter<T>::set_training(on); }
   /// W' = W (I + B) + B (w itself while merged).
   Var<T> apply(const Var<T>& w) override {

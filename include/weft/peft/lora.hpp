@@ -128,6 +128,7 @@ class Lora : public nn::SidePath<T>, public Adapter<T> {
   std::string method() const override { return detail::lora_method(o_.init); }
   bool is_side_path() const override { return true; }
   bool is_adapter() const override { return true; }
+  bool in_weight() const override { return this->merged(); }
   void set_training(bool on) noexcept override { Adapter<T>::set_training(on); }
   /// f(x) = x (s B A)^T at inference: nn::fold merges it.
   bool is_linear() const override { return true; }

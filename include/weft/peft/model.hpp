@@ -21,6 +21,7 @@
 #include <cmath>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -67,12 +68,17 @@ void for_each_adapter(nn::Linear<T>& layer, F&& f) {
 }
 }  // namespace detail
 
-/// One adapter attached by attach_*: the layer's dotted name, the layer and the adapter.
+/// One adapter attached by attach_*: the layer's dotted name, the layer and the adapter, seen as
+/// a peft::Adapter (merge state, delta_weight), as the layer holds it (object: the nn side path
+/// or weight transform, for Linear::holds / remove) and, for the LoRA family, as a Lora
+/// (PiSSA / OLoRA initial factors; null otherwise).
 template <class T>
 struct AttachedAdapter {
   std::string layer_name;
   nn::Linear<T>* layer = nullptr;
   std::shared_ptr<Adapter<T>> adapter;
+  nn::Attachable* object = nullptr;
+  std::shared_ptr<Lora<T>> lora;
 };
 
 /// What attach_* returns: an nn::Attachment (technique = the adapter method) with the typed view
@@ -141,7 +147,9 @@ Attachment<T> attach_each(nn::Module<T>& model, const nn::Selector<T>& targets, 
     Tensor<T> before = rewrites ? l.second->weight.value().clone() : Tensor<T>();
     auto a = add(*l.second);
     att.record(l.first, *l.second, a, std::move(before));
-    att.adapters.push_back(AttachedAdapter<T>{l.first, l.second, a});
+    AttachedAdapter<T> v{l.first, l.second, a, a.get(), nullptr};
+    if constexpr (std::is_same_v<typename decltype(a)::element_type, Lora<T>>) v.lora = a;
+    att.adapters.push_back(std::move(v));
   }
   att.seal();
   return att;

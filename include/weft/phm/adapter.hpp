@@ -249,6 +249,8 @@ void train_adapters_only(nn::Module<T>& model, const AdapterSet<T>& set, bool la
       if (e.first.find("phm_rule") != std::string::npos) e.second.set_requires_grad(false);
   }
   if (!layer_norms) return;
+  // The LayerNorms belong to the model (nothing attached them, so no record lists them): a walk
+  // of the model's modules is the only way to find them, and visit() hands out plain Module<T>&.
   struct Norms : nn::Members<T> {
     void param(const std::string&, Parameter<T>&) override {}
     void child(const std::string&, nn::Module<T>& m) override {

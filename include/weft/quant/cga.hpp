@@ -16,7 +16,8 @@
 // biases and QKR's latent W_q, W_k (as the reference).
 //
 //   quant::CgaController<float> cga;           // BR 0.005, non-cumulative
-//   cga.manage(model.layers[0]);               // a Linear carrying a StatsQ transform
+//   auto q = quant::statsq<2, float>();  model.layers[0].add_transform(q);
+//   cga.manage(model.layers[0], q);            // a Linear and the StatsQ attached to it
 //   cga.attach(opt);                           // pre/post-step hooks; active from the start
 //   cga.set_active(false); ... cga.set_active(true);   // e.g. only in the last epochs
 //   double f = cga.mean_frozen_fraction();
@@ -82,21 +83,18 @@ class CgaController {
     Parameter<T> wc = w;
     add(w, q, std::move(name), [wc]() { return wc.value(); });
   }
-  /// Manages a Linear's weight, quantised by the first StatsQ transform in its chain. Transforms
-  /// before it must be element-wise maps (a compander): the mask is computed on their output and
-  /// applied element by element to the stored weight. (A pruning mask sits after the quantiser.)
-  void manage(nn::Linear<T>& layer, std::string name = {}) {
+  /// Manages a Linear's weight, quantised by the StatsQ transform q attached to it (the object
+  /// the caller attached: the controller never looks a quantiser up by type). Transforms before q
+  /// must be element-wise maps (a compander): the mask is computed on their output and applied
+  /// element by element to the stored weight. (A pruning mask sits after the quantiser.)
+  void manage(nn::Linear<T>& layer, std::shared_ptr<StatsQuantizerBase<T>> q, std::string name = {}) {
     const char* fn = "quant::CgaController::manage";
     WEFT_CHECK(layer.weight.defined(), config, fn, "expected a constructed Linear, got an empty one");
-    const auto& tr = layer.transforms();
-    std::size_t at = tr.size();
-    for (std::size_t i = 0; i < tr.size() && at == tr.size(); ++i)
-      if (dynamic_cast<StatsQuantizerBase<T>*>(tr[i].get())) at = i;
-    WEFT_CHECK(at < tr.size(), config, fn, "expected a Linear carrying a StatsQ transform, got ", tr.size(),
-               " transforms and none of them StatsQ");
-    auto q = std::static_pointer_cast<StatsQuantizerBase<T>>(tr[at]);
+    WEFT_CHECK(q != nullptr, config, fn, "expected a StatsQ quantiser, got none");
+    WEFT_CHECK(layer.holds(q.get()), config, fn, "expected the StatsQ quantiser attached to the layer, got one it does not carry (",
+               layer.transforms().size(), " transforms)");
     nn::Linear<T>* lp = &layer;
-    const nn::WeightTransform<T>* qt = tr[at].get();
+    const nn::WeightTransform<T>* qt = q.get();
     add(layer.weight, q, std::move(name), [lp, qt]() {  // the quantiser's place is looked up each time:
       Tensor<T> w = lp->weight.value();                 // a compander attached later goes before it
       for (auto& t : lp->transforms()) {

@@ -24,8 +24,9 @@
 //   intermediate_quantizer  on K' = X_hat M_hat^T of shape (B, N, H C) before the product with
 //                           X_hat (the reference's LSQ-with-shifts; its scale there is per
 //                           (token, head), here per token across heads)
-// gate_qk_product(BR) applies a CGA-style gate to dL/dM (the reference's intended but inactive
-// gate; off by default). For inference, folded_product() gives M_hat once, export_product()
+// The CGA-style gate on dL/dM (the reference's intended but inactive gate; off by default) is the
+// StatsQ product quantiser's own: keep the quantiser you assign and call sq->set_ste_gate(BR)
+// (StatsQOptions::ste_gate). For inference, folded_product() gives M_hat once, export_product()
 // its codes and steps (deploy::pack packs them, deploy/from_quant.hpp).
 // q/k narrower or wider than the model: replace mha.q_proj and mha.k_proj by Linear(C, d_qk)
 // layers (d_qk divisible by H). The q/k heads then have width d' = d_qk / H: M_h = W_q^hT W_k^h
@@ -70,14 +71,6 @@ class QkrAttention : public nn::Module<T> {
   nn::MultiHeadAttention<T>& attention() noexcept { return *mha_; }
   const QkrOptions& options() const noexcept { return o_; }
   void set_qk_bias(QkBias b) noexcept { o_.qk_bias = b; }
-
-  /// Gates dL/dM to the entries within br steps of a threshold (0: off). Needs a StatsQ product quantiser.
-  void gate_qk_product(double br) {
-    auto* s = dynamic_cast<StatsQuantizerBase<T>*>(product_quantizer.get());
-    WEFT_CHECK(s != nullptr, config, "quant::QkrAttention::gate_qk_product",
-               "expected a StatsQ product_quantizer, got ", product_quantizer ? product_quantizer->name() : "none");
-    s->set_ste_gate(br);
-  }
 
   /// The stacked per-head product (H C, C) through the product quantiser, recorded on t.
   Var<T> product(Tape<T>& t) {

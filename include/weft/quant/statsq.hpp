@@ -23,7 +23,8 @@
 //   auto q3 = std::make_shared<quant::StatsQuantizer<quant::dynamic_bits, float>>(o);
 //
 // ste_gate > 0 restricts the gradient to weights within ste_gate quantisation steps of a
-// decision threshold (the intended gate of the QKR + CGA reference, gate_qk_product).
+// decision threshold (the intended gate of the QKR + CGA reference on the q-k product: set it on
+// QkrAttention's StatsQ product quantiser).
 // Threads: the kernel splits groups over parallel_for; results do not depend on the count.
 #pragma once
 

@@ -15,8 +15,9 @@
 //                                      });
 //   quant::OscillationTracker<float> tr;  for (auto& l : att.layers) tr.track(l.weight);
 //
-// Export (spec Sec. 7): export_weights(layer) gives the codes and steps of a layer's quantised
-// weight (QuantizedWeights: value = step (code + offset), offset 1/2 for StatsQ), and
+// Export (spec Sec. 7): export_weights(att.layers[i]) gives the codes and steps of a layer's
+// quantised weight, taking the quantiser from the record (QuantizedLayer, as quantize_linears /
+// quantize_linear return it) (QuantizedWeights: value = step (code + offset), offset 1/2 for StatsQ), and
 // quantized_linear(qw, x, bias) computes y = x Q(W)^T from the codes the way an integer kernel
 // would: y_r = step_r (sum_j x_j k_rj + offset sum_j x_j) (+ b_r), the half-step offset becoming
 // a correction term per output.
@@ -64,6 +65,13 @@ template <class T>
 struct QuantAttachment : nn::Attachment<T> {
   using nn::Attachment<T>::Attachment;
   std::vector<QuantizedLayer<T>> layers;
+  /// The entry of `layer` in this record, or null when the record does not hold it (a look-up
+  /// by address in the record, for functions that are handed a layer and its record).
+  const QuantizedLayer<T>* find(const nn::Linear<T>& layer) const noexcept {
+    for (const auto& l : layers)
+      if (l.layer == &layer) return &l;
+    return nullptr;
+  }
   /// The weight quantisers, in layer order.
   std::vector<std::shared_ptr<WeightQuantizer<T>>> weight_quantizers() const {
     std::vector<std::shared_ptr<WeightQuantizer<T>>> out;
@@ -114,12 +122,19 @@ QuantAttachment<T> quantize_linears(nn::Module<T>& model, const WeightQuantizerF
   return att;
 }
 
-/// A factory of StatsQ transforms with options o (the same options for every layer).
+/// A factory of StatsQ transforms with options o (the same options for every layer). When `made`
+/// is given, every quantiser it makes is also appended there, typed (for quant::CgaController,
+/// which needs StatsQ objects; in the layer order of the record when quantize_linears calls it).
 template <class T>
-WeightQuantizerFactory<T> statsq_factory(const StatsQOptions& o = {}) {
+WeightQuantizerFactory<T> statsq_factory(const StatsQOptions& o = {},
+                                         std::vector<std::shared_ptr<StatsQuantizerBase<T>>>* made = nullptr) {
   StatsQuantizer<dynamic_bits, T> probe(o);  // validates the options now
   (void)probe;
-  return [o](const std::string&, nn::Linear<T>&) { return std::make_shared<StatsQuantizer<dynamic_bits, T>>(o); };
+  return [o, made](const std::string&, nn::Linear<T>&) {
+    auto q = std::make_shared<StatsQuantizer<dynamic_bits, T>>(o);
+    if (made) made->push_back(q);
+    return q;
+  };
 }
 /// A factory of LSQ transforms with options o, each scale initialised from its layer's weight.
 template <class T>
@@ -147,20 +162,6 @@ QuantizedWeights<T> export_weights(const QuantizedLayer<T>& q) {
   for (std::size_t i = 0; i < at; ++i)
     if (tr[i]->enabled()) w = tr[i]->fold(w);
   return q.weight->quantize(w);
-}
-
-/// The same for a bare layer: its last transform must be a WeightQuantizer (found by type with a
-/// dynamic_cast: a bare layer carries no record of what was attached to it).
-template <class T>
-QuantizedWeights<T> export_weights(nn::Linear<T>& layer) {
-  const char* fn = "quant::export_weights";
-  const auto& tr = layer.transforms();
-  WEFT_CHECK(!tr.empty(), config, fn, "expected a Linear with a weight quantiser, got no transforms");
-  auto* q = dynamic_cast<WeightQuantizer<T>*>(tr.back().get());
-  WEFT_CHECK(q != nullptr, config, fn, "expected the last transform to be a weight quantiser, got '", tr.back()->name(), "'");
-  Tensor<T> w = layer.weight.value().clone();
-  for (std::size_t i = 0; i + 1 < tr.size(); ++i) w = tr[i]->fold(w);
-  return q->quantize(w);
 }
 
 /// y = x Q(W)^T (+ bias) from the integer codes (see the file comment); x (..., in), W (out, in)
